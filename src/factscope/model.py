@@ -1,0 +1,293 @@
+"""The transformer: one readable forward pass for every supported family.
+
+    tokens -> embed -> [block] x n_layers -> final norm -> unembed -> logits
+    block:  resid_pre -> norm -> attention -> (post-norm) -> attn.out -> + -> resid_mid
+            resid_mid -> norm -> gated MLP  -> (post-norm) -> mlp.out  -> + -> resid_post
+
+Every activation passes through a named `HookPoint` (see hooks.py), e.g.
+`blocks.7.mlp.post` is the activation of block 7's MLP neurons. What differs between
+families (GELU vs SiLU, post-norms, QK-norm, embedding scale, sliding-window layers) is
+read from `ModelConfig`; checkpoints are converted to this layout when loaded.
+
+Shapes: B batch, T new tokens, S all attended tokens (past + new), D d_model,
+H query heads, K key/value heads, dh d_head, F d_mlp, V vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from factscope.config import ModelConfig
+from factscope.hooks import HookPoint, name_hook_points
+
+LogitsAt = Literal["all", "last"]
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in float32 (the weight is the full multiplier:
+    Gemma's stored `w` is converted to `1 + w` at load time)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer: (B, K, S, dh) each."""
+
+    keys: list[Tensor | None] = field(default_factory=list)
+    values: list[Tensor | None] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n_layers: int) -> KVCache:
+        return cls([None] * n_layers, [None] * n_layers)
+
+    def length(self, layer: int = 0) -> int:
+        """How many tokens `layer` has cached (all layers agree between forward calls)."""
+        k = self.keys[layer] if self.keys else None
+        return 0 if k is None else k.shape[2]
+
+    def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append this step's keys/values for `layer`; return all of them."""
+        past_k, past_v = self.keys[layer], self.values[layer]
+        if past_k is not None and past_v is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+def rotary_cos_sin(
+    positions: Tensor, d_head: int, theta: float, scaling: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """cos and sin of the rotation angles, (T, dh), in float32.
+
+    Dimension i of the first half of a head is paired with dimension i + dh/2 and turned
+    by the angle position * theta^(-2i/dh) (the "rotate half" convention).
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.int64).float() / d_head))
+    inv_freq = inv_freq.to(positions.device) / scaling
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, dh/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, dh)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate each head of x (B, T, n, dh) by the angles of its position."""
+    half = x.shape[-1] // 2
+    rotated_half = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    cos, sin = cos[None, :, None, :].to(x.dtype), sin[None, :, None, :].to(x.dtype)
+    return x * cos + rotated_half * sin
+
+
+def attention_mask(
+    q_positions: Tensor, k_positions: Tensor, window: int | None, device: torch.device
+) -> Tensor:
+    """True where query t may attend to key s: s <= t, and t - s < window if windowed. (T, S)"""
+    distance = q_positions[:, None] - k_positions[None, :]
+    allowed = distance >= 0
+    if window is not None:
+        allowed &= distance < window
+    return allowed.to(device)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped key/value heads, rotary positions, optional QK-norm."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer = layer
+        H, K, dh, D = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model
+        self.q_proj = nn.Linear(D, H * dh, bias=False)
+        self.k_proj = nn.Linear(D, K * dh, bias=False)
+        self.v_proj = nn.Linear(D, K * dh, bias=False)
+        self.o_proj = nn.Linear(H * dh, D, bias=False)
+        self.q_norm = RMSNorm(dh, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(dh, cfg.norm_eps) if cfg.qk_norm else None
+        self.post_norm = RMSNorm(D, cfg.norm_eps) if cfg.post_norms else None
+        self.window = cfg.sliding_window if cfg.is_local(layer) else None
+        self.theta = cfg.rope_theta_local if cfg.is_local(layer) else cfg.rope_theta
+        self.rope_scaling = 1.0 if cfg.is_local(layer) else cfg.rope_scaling
+        # queries and keys after QK-norm and rotation: what the dot product sees
+        self.q = HookPoint("(B, T, H, dh)")
+        self.k = HookPoint("(B, T, K, dh)")
+        self.v = HookPoint("(B, T, K, dh)")
+        self.pattern = HookPoint("(B, H, T, S)")  # attention probabilities
+        self.z = HookPoint("(B, T, H, dh)")  # per-head mix of values, before o_proj
+        self.out = HookPoint("(B, T, D)")  # what attention adds to the residual stream
+
+    def forward(self, x: Tensor, positions: Tensor, kv_cache: KVCache | None) -> Tensor:
+        cfg = self.cfg
+        B, T, _ = x.shape
+        H, K, dh = cfg.n_heads, cfg.n_kv_heads, cfg.d_head
+        q = self.q_proj(x).view(B, T, H, dh)
+        k = self.k_proj(x).view(B, T, K, dh)
+        v = self.v_proj(x).view(B, T, K, dh)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = rotary_cos_sin(positions, dh, self.theta, self.rope_scaling)
+        q, k = self.q(apply_rotary(q, cos, sin)), self.k(apply_rotary(k, cos, sin))
+        v = self.v(v)
+
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, K, T, dh)
+        past = 0
+        if kv_cache is not None:
+            past = kv_cache.length(self.layer)
+            k, v = kv_cache.extend(self.layer, k, v)  # (B, K, S, dh)
+        S = k.shape[2]
+        k_positions = torch.arange(S, device=positions.device) + (positions[0] - past)
+
+        group = H // K  # query heads per key/value head
+        k = k.repeat_interleave(group, dim=1)  # (B, H, S, dh)
+        v = v.repeat_interleave(group, dim=1)  # (B, H, S, dh)
+        scores = q.transpose(1, 2) @ k.transpose(2, 3) * cfg.softmax_scale  # (B, H, T, S)
+        allowed = attention_mask(positions, k_positions, self.window, x.device)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        pattern = self.pattern(torch.softmax(scores.float(), dim=-1).to(q.dtype))
+        z = self.z((pattern @ v).transpose(1, 2))  # (B, T, H, dh)
+        out = self.o_proj(z.reshape(B, T, H * dh))
+        if self.post_norm is not None:
+            out = self.post_norm(out)
+        return self.out(out)
+
+
+class MLP(nn.Module):
+    """Gated MLP: down(act(gate(x)) * up(x)). Each of the F hidden units is a "neuron"."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.activation = cfg.activation
+        self.gate_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
+        self.down_proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=False)
+        self.post_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.post_norms else None
+        self.gate = HookPoint("(B, T, F)")  # pre-activation of the gate
+        self.up = HookPoint("(B, T, F)")
+        self.post = HookPoint("(B, T, F)")  # neuron activations, the input of down_proj
+        self.out = HookPoint("(B, T, D)")  # what the MLP adds to the residual stream
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate(self.gate_proj(x)), self.up(self.up_proj(x))
+        if self.activation == "silu":
+            act = F.silu(gate)
+        else:
+            act = F.gelu(gate, approximate="tanh")
+        out = self.down_proj(self.post(act * up))
+        if self.post_norm is not None:
+            out = self.post_norm(out)
+        return self.out(out)
+
+
+class Block(nn.Module):
+    """One transformer layer: attention then MLP, each added to the residual stream."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg, layer)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+        self.resid_pre = HookPoint("(B, T, D)")
+        self.resid_mid = HookPoint("(B, T, D)")
+        self.resid_post = HookPoint("(B, T, D)")
+
+    def forward(self, x: Tensor, positions: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        x = self.resid_pre(x)
+        x = self.resid_mid(x + self.attn(self.attn_norm(x), positions, kv_cache))
+        return self.resid_post(x + self.mlp(self.mlp_norm(x)))
+
+
+class Transformer(nn.Module):
+    """A decoder-only language model with a hook site at every stage."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.unembed.weight = self.embedding.weight
+        self.embed = HookPoint("(B, T, D)")  # scaled token embeddings
+        self.final_norm = HookPoint("(B, T, D)")  # residual after the final norm
+        self.logits = HookPoint("(B, T, V)")
+        self.hook_points = name_hook_points(self)
+
+    @classmethod
+    def from_state_dict(cls, cfg: ModelConfig, state: dict[str, Tensor]) -> Transformer:
+        """A model holding exactly `state`: no random init, every key and shape checked."""
+        with torch.device("meta"):
+            model = cls(cfg)
+        if cfg.tie_embeddings:
+            state = {**state, "unembed.weight": state["embedding.weight"]}
+        model.load_state_dict(state, strict=True, assign=True)
+        if cfg.tie_embeddings:
+            model.unembed.weight = model.embedding.weight
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.weight.dtype
+
+    def embed_tokens(self, tokens: Tensor) -> Tensor:
+        """Token ids (B, T) -> the residual stream before block 0, (B, T, D)."""
+        x = self.embedding(tokens)
+        if self.cfg.embed_scale != 1.0:
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
+        return self.embed(x)
+
+    def run_blocks(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        start: int = 0,
+        stop: int | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> Tensor:
+        """Run blocks start..stop-1 on the residual stream x (B, T, D)."""
+        for block in self.blocks[start:stop]:
+            x = block(x, positions, kv_cache)
+        return x
+
+    def unembed_residual(self, x: Tensor) -> Tensor:
+        """Final norm and unembedding: residual (B, T, D) -> logits (B, T, V)."""
+        return self.logits(self.unembed(self.final_norm(self.norm(x))))
+
+    def forward(
+        self,
+        tokens: Tensor,
+        *,
+        kv_cache: KVCache | None = None,
+        logits_at: LogitsAt = "all",
+    ) -> Tensor:
+        """Logits for token ids (B, T); with a KV cache the ids continue the cached ones.
+
+        `logits_at="last"` unembeds only the final position, (B, 1, V): the unembedding of a
+        large vocabulary costs more than the whole body for short prompts.
+        """
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be (batch, seq), got shape {tuple(tokens.shape)}")
+        past = kv_cache.length() if kv_cache is not None else 0
+        positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
+        x = self.run_blocks(self.embed_tokens(tokens), positions, kv_cache=kv_cache)
+        if logits_at == "last":
+            x = x[:, -1:]
+        return self.unembed_residual(x)

@@ -1,0 +1,164 @@
+"""Where a transformer's parameters sit: embedding, attention, MLP, norms, unembedding.
+
+Counting by component answers questions such as "how much of GPT-3 is MLP?" (about two
+thirds: the MLPs are where the facts ROME edits are stored) or "how much of Gemma 3 270M is
+its vocabulary?" (also about two thirds, because 262,144 tokens x 640 dimensions is large
+next to 18 thin layers). The counts are derived from the config alone, so they cost
+nothing and work for models too large to load, like the classic GPT configs below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from factscope.config import ModelConfig
+from factscope.errors import FactscopeError
+
+COMPONENTS: tuple[str, ...] = (
+    "embedding",
+    "positional",
+    "attention",
+    "mlp",
+    "norms",
+    "unembedding",
+)
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameter counts of one model, split by component (see `COMPONENTS`).
+
+    `tied` means the unembedding reuses the token embedding matrix, so it adds 0 parameters.
+    """
+
+    name: str
+    components: dict[str, int]
+    tied: bool
+
+    @property
+    def total(self) -> int:
+        return sum(self.components.values())
+
+    def fraction(self, component: str) -> float:
+        """Share of all parameters that sit in `component` (0.0 to 1.0)."""
+        if component not in self.components:
+            raise FactscopeError(
+                f"unknown component {component!r}; choose one of: {', '.join(self.components)}"
+            )
+        return self.components[component] / self.total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "total": self.total,
+            "tied": self.tied,
+            "components": dict(self.components),
+            "fractions": {c: self.fraction(c) for c in self.components},
+        }
+
+
+def count_params(config: ModelConfig, name: str | None = None) -> ParamCount:
+    """Count the parameters of factscope's transformer built from `config`.
+
+    Matches the model's weights one for one: bias-free projections, rotary positions (no
+    positional parameters), a gated MLP (gate, up, down), RMSNorm weights of size d_model
+    before attention and MLP (and after them when `post_norms`), per-head RMSNorm weights of
+    size d_head on queries and keys when `qk_norm`, and one final norm.
+    """
+    d, L = config.d_model, config.n_layers
+    q_width = config.n_heads * config.d_head
+    kv_width = config.n_kv_heads * config.d_head
+
+    attention_per_layer = d * q_width + 2 * d * kv_width + q_width * d  # q, k, v, o
+    if config.qk_norm:
+        attention_per_layer += 2 * config.d_head  # one weight vector each for q and k
+    mlp_per_layer = 3 * d * config.d_mlp  # gate, up: d -> d_mlp; down: d_mlp -> d
+    norms_per_layer = (4 if config.post_norms else 2) * d
+
+    embedding = config.vocab_size * d
+    return ParamCount(
+        name=name or config.family,
+        components={
+            "embedding": embedding,
+            "positional": 0,
+            "attention": L * attention_per_layer,
+            "mlp": L * mlp_per_layer,
+            "norms": L * norms_per_layer + d,  # + the final norm
+            "unembedding": 0 if config.tie_embeddings else embedding,
+        },
+        tied=config.tie_embeddings,
+    )
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """A classic GPT-2/GPT-3 shape: learned positions, biases, LayerNorm, 4x GELU MLP.
+
+    GPT-3's alternating sparse attention changes which tokens attend, not the weights, so
+    the same count covers it.
+    """
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    vocab_size: int = 50_257
+    context_length: int = 1024
+    d_mlp: int | None = None  # None means 4 * d_model
+    tie_embeddings: bool = True
+
+    @property
+    def mlp_width(self) -> int:
+        return self.d_mlp if self.d_mlp is not None else 4 * self.d_model
+
+
+# GPT-2 shapes from its released checkpoints; GPT-3 shapes from Table 2.1 of Brown et al.
+# (2020), all with GPT-2's 50,257-token vocabulary and a 2048-token context.
+NAMED_CONFIGS: dict[str, GPTConfig] = {
+    "gpt2-small": GPTConfig(n_layers=12, d_model=768, n_heads=12),
+    "gpt2-medium": GPTConfig(n_layers=24, d_model=1024, n_heads=16),
+    "gpt2-large": GPTConfig(n_layers=36, d_model=1280, n_heads=20),
+    "gpt2-xl": GPTConfig(n_layers=48, d_model=1600, n_heads=25),
+    "gpt3-small": GPTConfig(n_layers=12, d_model=768, n_heads=12, context_length=2048),
+    "gpt3-medium": GPTConfig(n_layers=24, d_model=1024, n_heads=16, context_length=2048),
+    "gpt3-large": GPTConfig(n_layers=24, d_model=1536, n_heads=16, context_length=2048),
+    # The paper lists 24 heads of 128 for GPT-3 XL, which does not multiply to 2048; the
+    # head split does not change the parameter count.
+    "gpt3-xl": GPTConfig(n_layers=24, d_model=2048, n_heads=24, context_length=2048),
+    "gpt3-2.7b": GPTConfig(n_layers=32, d_model=2560, n_heads=32, context_length=2048),
+    "gpt3-6.7b": GPTConfig(n_layers=32, d_model=4096, n_heads=32, context_length=2048),
+    "gpt3": GPTConfig(n_layers=96, d_model=12_288, n_heads=96, d_mlp=49_152, context_length=2048),
+}
+
+
+def count_gpt_params(config: GPTConfig, name: str = "gpt") -> ParamCount:
+    """Count the parameters of a classic GPT: every Linear has a bias, every LayerNorm a
+    weight and a bias, and positions are a learned (context_length, d_model) table."""
+    d, L, m = config.d_model, config.n_layers, config.mlp_width
+
+    attention_per_layer = (d * 3 * d + 3 * d) + (d * d + d)  # fused qkv, then output
+    mlp_per_layer = (d * m + m) + (m * d + d)  # up to d_mlp, then down
+    layer_norm = 2 * d  # weight and bias
+    norms = L * 2 * layer_norm + layer_norm  # before attention and MLP, + the final one
+
+    embedding = config.vocab_size * d
+    return ParamCount(
+        name=name,
+        components={
+            "embedding": embedding,
+            "positional": config.context_length * d,
+            "attention": L * attention_per_layer,
+            "mlp": L * mlp_per_layer,
+            "norms": norms,
+            "unembedding": 0 if config.tie_embeddings else embedding,
+        },
+        tied=config.tie_embeddings,
+    )
+
+
+def count_named(name: str) -> ParamCount:
+    """Parameter counts of a classic GPT by name, e.g. "gpt2-small" or "gpt3"."""
+    config = NAMED_CONFIGS.get(name)
+    if config is None:
+        raise FactscopeError(f"unknown config {name!r}; known configs: {', '.join(NAMED_CONFIGS)}")
+    return count_gpt_params(config, name)

@@ -1,0 +1,1 @@
+"""Checkpoint readers (GGUF, safetensors), conversion to the internal layout, and the cache."""
