@@ -32,8 +32,8 @@ demo: setup
 	$(VENV)/bin/factscope predict "$(PROMPT)"
 
 lint: setup-dev
-	$(VENV)/bin/ruff check src tests benchmarks scripts
-	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/ruff check $(wildcard src tests benchmarks scripts)
+	$(VENV)/bin/ruff format --check $(wildcard src tests benchmarks scripts)
 
 typecheck: setup-dev
 	$(VENV)/bin/mypy

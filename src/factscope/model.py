@@ -216,7 +216,13 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        # Built from an empty weight so that `from_state_dict` (meta device) skips the random
+        # init: `normal_` on a meta tensor imports torch._dynamo, about 1 s.
+        self.embedding = nn.Embedding(
+            cfg.vocab_size, cfg.d_model, _weight=torch.empty(cfg.vocab_size, cfg.d_model)
+        )
+        if self.embedding.weight.device.type != "meta":
+            nn.init.normal_(self.embedding.weight)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
