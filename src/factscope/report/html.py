@@ -1,0 +1,571 @@
+"""One-file HTML reports of locate results: open offline, share as a single attachment.
+
+A report holds its figures as inline SVG, a few small tables, the command that reproduces
+it, the factscope version and a timestamp, and the whole JSON result in a
+`<script type="application/json" id="factscope-data">` block with a button to download it
+(`read_report_data` parses it back). Nothing is fetched: no external CSS, scripts or fonts.
+All user text (prompts, tokens, answers) is escaped; a prompt may contain `<script>`.
+
+The builders take results as plain dicts, the `to_dict()` / JSON form of the result classes
+in `factscope.locate` (keys may be null where a value is NaN). Keys they read:
+
+trace (`trace_report`, a list with one dict per kind, from `TraceResult.to_dict()`):
+    model: str; prompt: str; subject: str;
+    answer: {text: str, id: int, token: str, note: str | None};
+    tokens: list[str] (T); subject_span: [start, stop]; kind: "hidden" | "mlp" | "attn";
+    window: int; noise_std: float; samples: int; seed: int; method: str;
+    clean_p: float; corrupted_p: float; scores: T x L list of p(answer) after restoring.
+    Optional: command: str (else one is rebuilt from the fields above); notes: list[str].
+patch (`patch_report`, from `PatchResult.to_dict()`):
+    model: str; clean_prompt: str | None; corrupt_prompt: str | None;
+    clean_tokens: list[str] (T); corrupt_tokens: list[str] (T);
+    answers: [clean answer, corrupt answer], each {text, id, token};
+    clean_logit_diff: float; corrupt_logit_diff: float (logit(clean answer) -
+        logit(corrupt answer) on each prompt);
+    scores: {kind: grid} normalised, 0 = corrupt, 1 = clean; shapes: {kind: "layer x
+        position" | "layer x head" | "layer x head x position", optionally followed by a
+        remark in parentheses} (a kind missing from `shapes` is drawn as "layer x
+        position"; 3-D grids get no figure);
+    optional: notes: list[str]; command: str.
+lens (`lens_report`, first argument, from `LensResult.to_dict()`):
+    model: str; prompt: str | None; tokens: list[str]; answer: {text, id, token};
+    layers: list[str] (R row names, site names such as "blocks.3.resid_pre");
+    answer_prob: list[float] (R); answer_rank: list[int] (R, 0 = top-1);
+    top_tokens: R x k list[str]; top_probs: R x k list[float];
+    optional: notes: list[str]; command: str.
+dla (`lens_report`, second argument, optional, from `DLAResult.to_dict()`):
+    answer: {text, id, token}; baseline: {text, id, token} | None (its logit subtracted);
+    logit: float (the real logit, or logit difference); embed: float;
+    attn: list[float] (L); mlp: list[float] (L); heads: L x H list (optional);
+    optional: total: float and error: float (else computed from the terms); notes.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from factscope import __version__
+from factscope.errors import FactscopeError
+from factscope.report.plots import (
+    dla_bar,
+    head_heatmap,
+    lens_plot,
+    patch_heatmap,
+    refuse_overwrite,
+    trace_heatmap,
+)
+
+DATA_ID = "factscope-data"
+
+
+@dataclass
+class Table:
+    """A small table: column names and rows of cells (numbers are formatted, text escaped)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """A heading, paragraphs of plain text, figures side by side, then tables."""
+
+    heading: str
+    text: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+# ---- rendering ----------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 80em; padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+.meta { color: #666; font-size: 0.9em; }
+pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+figure { margin: 0; } figure svg { max-width: 100%; height: auto; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.tok { font-family: ui-monospace, monospace; white-space: pre; background: #eef; }
+button { font: inherit; padding: 0.3em 0.8em; }
+"""
+
+_DOWNLOAD_JS = """
+document.getElementById("download").addEventListener("click", function () {
+  var text = document.getElementById("@DATA_ID@").textContent;
+  var url = URL.createObjectURL(new Blob([text], {type: "application/json"}));
+  var a = document.createElement("a");
+  a.href = url; a.download = this.dataset.name; document.body.appendChild(a); a.click();
+  a.remove(); URL.revokeObjectURL(url);
+});
+""".replace("@DATA_ID@", DATA_ID)
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return f"<td>{_esc(value)}</td>"
+    if isinstance(value, int | np.integer):
+        return f'<td class="num">{value}</td>'
+    if isinstance(value, float | np.floating):
+        return f'<td class="num">{float(value):.4g}</td>'
+    return f"<td>{_esc(value)}</td>"
+
+
+def _table(table: Table) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.rows)
+    caption = f"<caption>{_esc(table.caption)}</caption>" if table.caption else ""
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure_svg(fig: Figure, prefix: str) -> str:
+    """`fig` as an inline `<svg>` element whose ids all start with `prefix`.
+
+    Several SVGs in one page share one id namespace; matplotlib names glyphs and clip paths
+    by content, so two figures could define the same id differently. Prefixing keeps them
+    apart. The XML prolog, DOCTYPE and metadata block are dropped.
+    """
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "factscope", "svg.fonttype": "path"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+
+    def rename(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return match.group(1) + (f"{prefix}-{name}" if name in ids else name)
+
+    return re.sub(r'(\bid="|href="#|url\(#)([^")]+)', rename, svg)
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON text safe inside a <script> element: '<', '>' and '&' written as \\u escapes."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"cannot store a {type(value).__name__} in a report's JSON")
+
+    text = json.dumps(data, ensure_ascii=False, default=plain)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_report(
+    title: str,
+    sections: Sequence[Section],
+    data: Any,
+    *,
+    command: str | None = None,
+    data_name: str = "result.json",
+    created: datetime | None = None,
+) -> str:
+    """A whole self-contained HTML page: sections, the reproducing command, the JSON data."""
+    created = created or datetime.now(UTC)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<header><h1>{_esc(title)}</h1>",
+        f'<p class="meta">factscope {_esc(__version__)} · created '
+        f"{_esc(created.isoformat(timespec='seconds'))}</p>",
+    ]
+    if command:
+        parts.append(f"<p>Reproduce with:</p><pre><code>{_esc(command)}</code></pre>")
+    parts.append("</header>")
+    n_figures = 0
+    for section in sections:
+        parts.append(f"<section><h2>{_esc(section.heading)}</h2>")
+        parts.extend(f"<p>{_esc(p)}</p>" for p in section.text)
+        if section.figures:
+            parts.append('<div class="figures">')
+            for fig in section.figures:
+                n_figures += 1
+                parts.append(f"<figure>{figure_svg(fig, f'fig{n_figures}')}</figure>")
+            parts.append("</div>")
+        parts.extend(_table(t) for t in section.tables)
+        parts.append("</section>")
+    parts += [
+        "<section><h2>Data</h2>",
+        "<p>The full result as JSON, embedded in this file.</p>",
+        f'<p><button id="download" data-name="{_esc(data_name)}">Download '
+        f"{_esc(data_name)}</button></p></section>",
+        f'<script type="application/json" id="{DATA_ID}">{_json_for_script(data)}</script>',
+        f"<script>{_DOWNLOAD_JS}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def read_report_data(page: str) -> Any:
+    """The JSON result embedded in a report made by `render_report`."""
+    match = re.search(
+        rf'<script type="application/json" id="{DATA_ID}">(.*?)</script>', page, re.DOTALL
+    )
+    if match is None:
+        raise FactscopeError("this HTML file holds no factscope data; is it a factscope report?")
+    return json.loads(match.group(1))
+
+
+def write_report(path: str | Path, page: str, force: bool = False) -> Path:
+    """Write the page to `path` (UTF-8); never overwrite an existing file without force."""
+    target = Path(path)
+    refuse_overwrite(target, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+# ---- builders from result dicts -----------------------------------------------------------
+
+
+def _answer_text(answer: Any) -> str:
+    """The answer's readable token from an answer dict (or a plain string)."""
+    if isinstance(answer, Mapping):
+        return str(answer.get("token") or answer.get("text") or "")
+    return str(answer or "")
+
+
+def _answer_notes(*answers: Any) -> list[str]:
+    return [str(a["note"]) for a in answers if isinstance(a, Mapping) and a.get("note")]
+
+
+def _quote(text: str) -> str:
+    return shlex.quote(text)
+
+
+def _trace_command(traces: Sequence[Mapping[str, Any]]) -> str:
+    """A best-guess `factscope trace` command from the trace dicts' fields."""
+    first = traces[0]
+    words = ["factscope", "trace", _quote(first["prompt"]), "--subject", _quote(first["subject"])]
+    answer = first.get("answer")
+    if isinstance(answer, Mapping) and answer.get("text"):
+        words += ["--answer", _quote(str(answer["text"]))]
+    words += ["--kind", ",".join(str(t["kind"]) for t in traces)]
+    windows = [t["window"] for t in traces if t["kind"] != "hidden" and t.get("window")]
+    if windows:
+        words += ["--window", str(windows[0])]
+    for key, option in (("samples", "--samples"), ("seed", "--seed"), ("model", "--model")):
+        if first.get(key) is not None:
+            words += [option, _quote(str(first[key]))]
+    return " ".join(words)
+
+
+def _peak(row: np.ndarray) -> tuple[float, int]:
+    layer = int(np.nanargmax(row))
+    return float(row[layer]), layer
+
+
+def trace_report(
+    traces: Sequence[Mapping[str, Any]],
+    *,
+    command: str | None = None,
+    created: datetime | None = None,
+) -> str:
+    """A causal-tracing report: one heatmap per kind side by side, and the key numbers.
+
+    The indirect effect (IE) of a cell is its p(answer) minus the corrupted p. At the last
+    subject token and at the last token the summary gives the largest IE over layers (and
+    where it is) and the mean IE over layers.
+    """
+    if not traces:
+        raise FactscopeError("there are no trace results to report; run a trace first")
+    first = traces[0]
+    answer = _answer_text(first.get("answer"))
+    figures, summary, top_cells = [], [], []
+    for trace in traces:
+        scores = np.asarray(trace["scores"], dtype=np.float64)  # (T, L)
+        tokens = list(trace["tokens"])
+        span = (int(trace["subject_span"][0]), int(trace["subject_span"][1]))
+        low, kind = float(trace["corrupted_p"]), str(trace["kind"])
+        figures.append(
+            trace_heatmap(
+                scores,
+                tokens,
+                span,
+                kind,
+                low=low,
+                answer=answer,
+                window=trace.get("window"),
+                model=trace.get("model"),
+            )
+        )
+        effect = scores - low  # (T, L) indirect effect per cell
+        subject_peak, subject_layer = _peak(effect[span[1] - 1])
+        last_peak, last_layer = _peak(effect[-1])
+        summary.append(
+            [
+                kind,
+                float(trace["clean_p"]),
+                low,
+                subject_peak,
+                subject_layer,
+                float(np.nanmean(effect[span[1] - 1])),
+                last_peak,
+                last_layer,
+                float(np.nanmean(effect[-1])),
+            ]
+        )
+        flat = np.argsort(-np.nan_to_num(effect, nan=-np.inf).ravel(), kind="stable")[:5]
+        for index in flat:
+            t, layer = divmod(int(index), scores.shape[1])
+            top_cells.append(
+                [kind, t, repr(tokens[t]), layer, float(scores[t, layer]), effect[t, layer]]
+            )
+
+    details = Table(
+        ["field", "value"],
+        [
+            ["model", first.get("model", "")],
+            ["prompt", first.get("prompt", "")],
+            ["subject", first.get("subject", "")],
+            ["answer", f"{answer!r} (id {(first.get('answer') or {}).get('id', '?')})"],
+            ["method", first.get("method", "")],
+            ["noise std", first.get("noise_std")],
+            ["noise samples", first.get("samples")],
+            ["seed", first.get("seed")],
+            ["windows", ", ".join(f"{t['kind']}: {t.get('window')}" for t in traces)],
+        ],
+        caption="Run",
+    )
+    columns = ["kind", "clean p", "corrupted p", "max IE, last subject token", "at layer"]
+    columns += ["mean IE, last subject token", "max IE, last token", "at layer"]
+    columns += ["mean IE, last token"]
+    sections = [
+        Section(
+            "Causal trace",
+            text=[
+                "Each cell: p(answer) when the clean state at that token and layer is "
+                "restored in a run whose subject tokens (marked *) were corrupted with noise. "
+                "The colour scale starts at the corrupted p.",
+                *_answer_notes(first.get("answer")),
+            ],
+            figures=figures,
+            tables=[
+                Table(columns, summary, caption="Summary (IE = p restored - corrupted p)"),
+                Table(
+                    ["kind", "position", "token", "layer", "p", "IE"],
+                    top_cells,
+                    caption="Top cells per kind",
+                ),
+                details,
+            ],
+        )
+    ]
+    return render_report(
+        f"Causal trace: {first.get('prompt', '')}",
+        sections,
+        {"traces": list(traces)},
+        command=command or first.get("command") or _trace_command(traces),
+        data_name="trace.json",
+        created=created,
+    )
+
+
+def patch_report(
+    patch: Mapping[str, Any], *, command: str | None = None, created: datetime | None = None
+) -> str:
+    """An activation-patching report: a heatmap per patched kind, per-head effects, numbers."""
+    clean_tokens, corrupt_tokens = list(patch["clean_tokens"]), list(patch["corrupt_tokens"])
+    answers = list(patch.get("answers") or [])
+    names = [_answer_text(a) for a in answers]
+    shapes = dict(patch.get("shapes") or {})
+    figures, top_cells, skipped = [], [], []
+    for kind, grid in dict(patch["scores"]).items():
+        scores = np.asarray(grid, dtype=np.float64)  # None (NaN in JSON) -> nan
+        shape = str(shapes.get(kind, "layer x position"))
+        axes = shape.split("(")[0].strip()  # "layer x head (all positions)" -> "layer x head"
+        if axes == "layer x position" and scores.ndim == 2:  # (L, T)
+            figures.append(
+                patch_heatmap(scores, clean_tokens, corrupt_tokens=corrupt_tokens, kind=kind)
+            )
+        elif axes == "layer x head" and scores.ndim == 2:  # (L, H)
+            figures.append(head_heatmap(scores, f"Patching single heads ({kind})"))
+        else:
+            skipped.append(f"{kind} ({shape})")
+            continue
+        for index in np.argsort(-np.nan_to_num(scores, nan=-np.inf).ravel(), kind="stable")[:5]:
+            layer, column = divmod(int(index), scores.shape[1])
+            where = f"head {column}" if axes == "layer x head" else repr(clean_tokens[column])
+            top_cells.append([kind, layer, where, float(scores[layer, column])])
+    run = Table(
+        ["field", "value"],
+        [
+            ["model", patch.get("model", "")],
+            ["clean prompt", patch.get("clean_prompt") or ""],
+            ["corrupt prompt", patch.get("corrupt_prompt") or ""],
+            ["answers (clean, corrupt)", ", ".join(repr(n) for n in names)],
+            ["logit difference, clean run", patch.get("clean_logit_diff")],
+            ["logit difference, corrupt run", patch.get("corrupt_logit_diff")],
+        ],
+        caption="Run",
+    )
+    if command is None:
+        command = patch.get("command") or " ".join(
+            [
+                "factscope patch",
+                _quote(str(patch.get("clean_prompt") or "")),
+                _quote(str(patch.get("corrupt_prompt") or "")),
+                "--answers",
+                *(_quote(str(a.get("text", ""))) for a in answers if isinstance(a, Mapping)),
+                *(["--model", _quote(str(patch["model"]))] if patch.get("model") else []),
+            ]
+        )
+    text = [
+        "Each cell: the logit difference between the two answers after patching the clean "
+        "activation into the corrupt run, normalised so 0 = corrupt and 1 = clean.",
+        *_answer_notes(*answers),
+        *(str(n) for n in patch.get("notes") or []),
+    ]
+    if skipped:
+        text.append("Not drawn (in the JSON data): " + ", ".join(skipped) + ".")
+    sections = [
+        Section(
+            "Activation patching",
+            text=text,
+            figures=figures,
+            tables=[
+                Table(["kind", "layer", "where", "score"], top_cells, "Top cells per kind"),
+                run,
+            ],
+        )
+    ]
+    return render_report(
+        f"Activation patching: {patch.get('clean_prompt') or ''}",
+        sections,
+        {"patch": dict(patch)},
+        command=command,
+        data_name="patch.json",
+        created=created,
+    )
+
+
+def _row_name(site: str) -> str:
+    """A lens row's short name: "blocks.3.resid_pre" reads "3.resid_pre"."""
+    return site.removeprefix("blocks.")
+
+
+def _dla_section(dla: Mapping[str, Any], answer: str) -> Section:
+    attn = [float(v) for v in dla["attn"]]  # (L,)
+    mlp = [float(v) for v in dla["mlp"]]  # (L,)
+    embed = float(dla.get("embed") or 0.0)
+    heads = dla.get("heads")  # (L, H) or None
+    total = float(dla["total"]) if dla.get("total") is not None else embed + sum(attn) + sum(mlp)
+    logit = dla.get("logit")
+    terms: list[list[Any]] = [
+        ["embedding", embed],
+        ["attention, all layers", sum(attn)],
+        ["MLP, all layers", sum(mlp)],
+        ["sum of terms", total],
+        ["logit from the forward pass", logit],
+    ]
+    if logit is not None:
+        terms.append(["sum - logit", total - float(logit)])
+    tables = [Table(["term", "logit"], terms, "Decomposition of the answer's logit")]
+    if heads is not None:
+        grid = np.asarray(heads, dtype=np.float64)  # (L, H)
+        order = np.argsort(-np.abs(np.nan_to_num(grid)).ravel(), kind="stable")[:10]
+        top = [[*divmod(int(i), grid.shape[1]), float(grid.ravel()[i])] for i in order]
+        tables.append(Table(["layer", "head", "logit"], top, "Heads with the largest terms"))
+    baseline = _answer_text(dla.get("baseline")) if dla.get("baseline") else None
+    target = f"logit({answer!r})" + (f" - logit({baseline!r})" if baseline else "")
+    return Section(
+        "Direct logit attribution",
+        text=[
+            f"What each component writes along the unembedding direction of {target}, with "
+            "the final norm's scale frozen; the terms sum to the logit.",
+            *(str(n) for n in dla.get("notes") or []),
+        ],
+        figures=[dla_bar(attn, mlp, embed=embed, heads=heads, answer=answer)],
+        tables=tables,
+    )
+
+
+def lens_report(
+    lens: Mapping[str, Any],
+    dla: Mapping[str, Any] | None = None,
+    *,
+    command: str | None = None,
+    created: datetime | None = None,
+) -> str:
+    """A logit-lens report, with direct logit attribution when `dla` is given."""
+    answer = _answer_text(lens.get("answer"))
+    n_rows = len(lens["answer_prob"])
+    names = [_row_name(str(n)) for n in lens.get("layers") or range(n_rows)]
+    probs = [float("nan") if p is None else float(p) for p in lens["answer_prob"]]
+    figure = lens_plot(
+        probs,
+        lens["answer_rank"],
+        lens["top_tokens"],
+        lens["top_probs"],
+        layers=names,
+        answer=answer,
+    )
+    rows = [
+        [
+            names[i],
+            probs[i],
+            int(lens["answer_rank"][i]),
+            ", ".join(
+                f"{tok!r} {p:.3f}"
+                for tok, p in zip(lens["top_tokens"][i], lens["top_probs"][i], strict=True)
+            ),
+        ]
+        for i in range(n_rows)
+    ]
+    sections = [
+        Section(
+            "Logit lens",
+            text=[
+                "Each residual stream at the last position, read through the final norm "
+                f"and the unembedding. Answer: {answer!r}.",
+                *_answer_notes(lens.get("answer")),
+                *(str(n) for n in lens.get("notes") or []),
+            ],
+            figures=[figure],
+            tables=[
+                Table(["residual", "p(answer)", "rank (0 = top)", "top tokens"], rows, "Top tokens")
+            ],
+        )
+    ]
+    if dla is not None:
+        sections.append(_dla_section(dla, answer))
+    if command is None:
+        command = lens.get("command") or " ".join(
+            ["factscope lens", _quote(str(lens.get("prompt") or ""))]
+            + (["--model", _quote(str(lens["model"]))] if lens.get("model") else [])
+        )
+    return render_report(
+        f"Logit lens: {lens.get('prompt') or ''}",
+        sections,
+        {"lens": dict(lens), "dla": None if dla is None else dict(dla)},
+        command=command,
+        data_name="lens.json",
+        created=created,
+    )
