@@ -245,7 +245,10 @@ class Tokenizer:
             raise FactscopeError("the subject is empty; give the words of the prompt it names")
         char_start = prompt.rfind(subject)
         if char_start < 0:
-            raise FactscopeError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+            raise FactscopeError(
+                f"subject {subject!r} does not occur in prompt {prompt!r}; "
+                "give it exactly as written in the prompt (case and spaces matter)"
+            )
         char_end = char_start + len(subject)
         _, offsets = self.encode_with_offsets(prompt, add_bos)
         covering = [i for i, (s, e) in enumerate(offsets) if s < char_end and e > char_start]
