@@ -18,7 +18,7 @@ from pathlib import Path
 import platformdirs
 
 # Bump when the internal layout or the cache format changes: old entries are then ignored.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def cache_root() -> Path:
