@@ -45,6 +45,7 @@ test: lint typecheck pytest
 
 bench: setup-dev
 	$(PY) benchmarks/load_and_forward.py
+	$(PY) benchmarks/trace.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
