@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -36,6 +37,27 @@ def median_time(fn: Callable[[], object], repeats: int = 7) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def machine_speed() -> tuple[float, float]:
+    """This machine's float32 matrix-product rate (GFLOP/s) and memory read rate (GB/s)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    matmul = median_time(lambda: a @ b, repeats=5)
+    big = torch.ones(1 << 28)  # 1 GiB, far larger than any cache
+    read = median_time(lambda: big.sum(), repeats=5)
+    return 2 * 2048**3 / matmul / 1e9, big.numel() * 4 / read / 1e9
+
+
+def forward_work(cfg: Any, n_tokens: int, n_unembedded: int) -> tuple[float, float]:
+    """(GFLOP, GB of float32 weights read) of one forward: the body's matrix products for
+    every token plus the unembedding of `n_unembedded` positions."""
+    from factscope.read.params import count_params
+
+    counts = count_params(cfg, "").components
+    body = counts["attention"] + counts["mlp"]
+    unembed = cfg.vocab_size * cfg.d_model
+    flops = 2 * n_tokens * body + 2 * n_unembedded * unembed
+    return flops / 1e9, 4 * (body + unembed) / 1e9
 
 
 def main() -> None:
@@ -87,6 +109,16 @@ def main() -> None:
     print(f"cold load  ratio (hf / ours): {ref_cold / cold:6.1f}x   target >= 20x, <= 6 s")
     print(f"warm load  ours: {warm:.2f} s                 target < 1 s")
     print(f"forward    ratio (hf / ours): {ref_fwd / ours_fwd:6.1f}x   target >= 2x")
+    gflops, gbps = machine_speed()
+    T = tokens.shape[1]
+    print(f"\nfloors on this machine: {gflops:.0f} GFLOP/s float32 matmul, {gbps:.1f} GB/s read")
+    for name, positions, seconds in (("ours", 1, ours_fwd), ("hf", T, ref_fwd)):
+        work, weights = forward_work(lm.cfg, T, positions)
+        floor = max(work / gflops, weights / gbps)
+        print(
+            f"  {name:<4} forward: {work:.2f} GFLOP, {weights:.2f} GB of weights -> floor "
+            f"{floor * 1000:.0f} ms; measured {seconds * 1000:.0f} ms ({seconds / floor:.1f}x)"
+        )
 
 
 if __name__ == "__main__":

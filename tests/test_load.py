@@ -58,6 +58,24 @@ def test_quantized_gguf_is_close_to_transformers(family: str, tmp_path: Path) ->
     assert relative_error(got, logits_of(hf, tokens)) < 0.05  # Q8_0/F16 rounding only
 
 
+def test_edits_right_after_a_cold_load_never_reach_the_cache(
+    tmp_path: Path, private_cache: Path
+) -> None:
+    """The cache is written in the background from a copy: editing the loaded weights in
+    place while it is written leaves the cache equal to the file."""
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, tiny_hf_for_gguf("llama", seed=4))
+    fresh = load_model(path, use_cache=False)
+    first = load_model(path)
+    with torch.no_grad():
+        for p in first.model.parameters():
+            p.mul_(-2.0)
+    second = load_model(path)
+    assert "cache_read" in second.timings
+    for name, tensor in fresh.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name]), name
+
+
 def test_cached_load_equals_fresh_load(tmp_path: Path, private_cache: Path) -> None:
     hf = tiny_hf_for_gguf("gemma3", seed=3)
     path = tmp_path / "tiny.gguf"

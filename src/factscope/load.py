@@ -11,6 +11,8 @@ later loads memory-map the cached float weights.
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +123,8 @@ def _load_gguf(
     key = cache.content_key(path) if use_cache else ""
     entry = cache.entry_dir(key) if use_cache else None
     timings["hash"] = time.perf_counter() - t0
+    if entry is not None:
+        _wait_for_cache_write(entry)
     if entry is not None and cache.is_complete(entry):
         t0 = time.perf_counter()
         cfg = ModelConfig.from_dict(json.loads((entry / "config.json").read_text()))
@@ -146,13 +150,40 @@ def _load_gguf(
     timings["tokenizer"] = time.perf_counter() - t0
     if entry is not None:
         t0 = time.perf_counter()
+        # The model is usable now; writing 1 GB to the cache (seconds on a slow disk) goes
+        # on in a background thread, from a private copy so that later in-place edits of
+        # the weights can never reach the cache. The interpreter waits for it at exit.
+        frozen = {name: tensor.clone() for name, tensor in state.items()}
+        writer = threading.Thread(
+            target=_write_cache, args=(entry, cfg, frozen, tokenizer), name="factscope-cache"
+        )
+        writer.start()
+        _PENDING_WRITES[entry] = writer
+        timings["cache_write"] = time.perf_counter() - t0  # the copy; the write is background
+    return cfg, state, tokenizer, timings
+
+
+_PENDING_WRITES: dict[Path, threading.Thread] = {}
+
+
+def _write_cache(
+    entry: Path, cfg: ModelConfig, state: dict[str, Tensor], tokenizer: Tokenizer
+) -> None:
+    try:
         build = cache.new_build_dir()
         save_file(state, build / "weights.safetensors")
         (build / "config.json").write_text(cfg.to_json())
         tokenizer.save(build / "tokenizer.json")
         cache.publish(build, entry)
-        timings["cache_write"] = time.perf_counter() - t0
-    return cfg, state, tokenizer, timings
+    except OSError as e:  # a full or read-only disk costs the next load time, nothing else
+        print(f"warning: could not write the model cache at {entry}: {e}", file=sys.stderr)
+
+
+def _wait_for_cache_write(entry: Path) -> None:
+    """Block until this process's background write of `entry` (if any) has finished."""
+    writer = _PENDING_WRITES.pop(entry, None)
+    if writer is not None:
+        writer.join()
 
 
 def _load_hf_folder(
