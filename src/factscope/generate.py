@@ -40,7 +40,7 @@ def pick_token(logits: Tensor, sampling: Sampling, generator: torch.Generator | 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_tokens(
     model: Transformer,
     tokens: Tensor,

@@ -145,6 +145,8 @@ def _load_gguf(
             "it is not a plain Llama or Gemma 3 model"
         )
     timings["dequantize"] = time.perf_counter() - t0
+    # (Building the tokenizer in a thread beside dequantization gains nothing: both need
+    # the GIL for most of their time.)
     t0 = time.perf_counter()
     tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata)
     timings["tokenizer"] = time.perf_counter() - t0
@@ -177,6 +179,14 @@ def _write_cache(
         cache.publish(build, entry)
     except OSError as e:  # a full or read-only disk costs the next load time, nothing else
         print(f"warning: could not write the model cache at {entry}: {e}", file=sys.stderr)
+
+
+def wait_for_cache_writes() -> float:
+    """Block until every background cache write of this process has finished; seconds."""
+    start = time.perf_counter()
+    for entry in list(_PENDING_WRITES):
+        _wait_for_cache_write(entry)
+    return time.perf_counter() - start
 
 
 def _wait_for_cache_write(entry: Path) -> None:

@@ -33,7 +33,7 @@ class Prediction:
         return asdict(self)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_next(lm: LoadedModel, prompt: str, top_k: int = 10) -> Prediction:
     """Run the prompt once and return the `top_k` most likely next tokens."""
     tokens = lm.encode(prompt)
