@@ -7,6 +7,7 @@ takes about two minutes, so each reference model is loaded once per session.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,32 @@ def test_predicts_basketball() -> None:
     with torch.no_grad():
         logits = lm.model(lm.encode("Michael Jordan plays the sport of"), logits_at="last")
     assert lm.tokenizer.decode([int(logits[0, -1].argmax())]) == " basketball"
+
+
+def test_hf_folder_of_the_same_model_matches(
+    pair: tuple[LoadedModel, torch.nn.Module], tmp_path: Path
+) -> None:
+    """The Hugging Face folder path on a real model: the weights and config transformers
+    loaded from the GGUF, written as a Hugging Face folder (config.json, safetensors,
+    tokenizer files; `save_pretrained` refuses GGUF-loaded models), loaded by us."""
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    ours, ref = pair
+    config = ref.config.to_dict()
+    config.pop("quantization_config", None)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    if config.get("tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    save_file(state, tmp_path / "model.safetensors")
+    path = ours.source
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tokenizer.save_pretrained(tmp_path)
+    folder = load_model(tmp_path)
+    assert folder.cfg == ours.cfg
+    for prompt in PROMPTS[:6]:
+        assert folder.tokenizer.encode(prompt) == ours.tokenizer.encode(prompt), prompt
+        tokens = ours.encode(prompt)
+        with torch.no_grad():
+            assert relative_error(folder.model(tokens), ours.model(tokens)) <= 1e-6, prompt
