@@ -20,6 +20,7 @@ from factscope.errors import FactscopeError
 from factscope.report import (
     dla_bar,
     head_heatmap,
+    head_position_heatmaps,
     lens_plot,
     lens_report,
     patch_heatmap,
@@ -173,6 +174,19 @@ def test_patch_and_head_heatmaps_are_centred_at_zero() -> None:
 
     with pytest.raises(FactscopeError, match="same length"):
         patch_heatmap(scores, TOKENS, corrupt_tokens=corrupt[:-1])
+
+
+def test_head_position_heatmaps_one_panel_per_head() -> None:
+    scores = np.random.default_rng(2).uniform(-1, 1, (L, H, T))
+    fig = head_position_heatmaps(scores, TOKENS)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == H
+    for head, ax in enumerate(panels):
+        np.testing.assert_array_equal(ax.images[0].get_array(), scores[:, head, :])
+        assert ax.get_title() == f"head {head}"
+        assert _ticks(ax.get_xticklabels()) == [token_label(t) for t in TOKENS]
+    with pytest.raises(FactscopeError, match="L, H, T"):
+        head_position_heatmaps(scores[0], TOKENS)
 
 
 def test_lens_plot_shows_probabilities_ranks_and_top_tokens() -> None:
@@ -361,8 +375,7 @@ def _patch_dict() -> dict:
 def test_patch_report() -> None:
     patch = _patch_dict()
     page = patch_report(patch)
-    assert page.count("<svg") == 3  # resid, mlp, heads; the 3-D grid is only in the JSON
-    assert "heads_pos (layer x head x position)" in page
+    assert page.count("<svg") == 4  # resid, mlp, heads, and one panel per head for heads_pos
     assert "a note &lt;with&gt; markup" in page
     assert "factscope patch &#x27;Michael Jordan" in page
     assert read_report_data(page) == {"patch": patch}

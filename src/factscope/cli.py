@@ -330,9 +330,9 @@ def patch(
         tuple[str, str],
         typer.Option(help="The clean and the corrupt answer, e.g. ' basketball' ' football'."),
     ],
-    kind: Annotated[str, typer.Option(help="Comma-separated: resid, attn, mlp, heads.")] = (
-        "resid,attn,mlp,heads"
-    ),
+    kind: Annotated[
+        str, typer.Option(help="Comma-separated: resid, attn, mlp, heads, heads_pos.")
+    ] = ("resid,attn,mlp,heads"),
     out_dir: OutOpt = None,
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
@@ -344,7 +344,12 @@ def patch(
     """Activation patching: clean activations into the CORRUPT run, one cell at a time."""
     from factscope.locate.patch import PATCH_KINDS, patch_prompts
     from factscope.report.html import patch_report, write_report
-    from factscope.report.plots import head_heatmap, patch_heatmap, save_figure
+    from factscope.report.plots import (
+        head_heatmap,
+        head_position_heatmaps,
+        patch_heatmap,
+        save_figure,
+    )
 
     kinds = _split_kinds(kind, tuple(PATCH_KINDS), "--kind")
     fmt = _check_format(fmt)
@@ -365,8 +370,10 @@ def patch(
         _write_json(paths["patch.json"], data)
         for k in kinds:
             if result.shapes[k].startswith("layer x head x"):
-                continue
-            if result.shapes[k].startswith("layer x head"):
+                fig = head_position_heatmaps(
+                    data["scores"][k], result.clean_tokens, corrupt_tokens=result.corrupt_tokens
+                )
+            elif result.shapes[k].startswith("layer x head"):
                 fig = head_heatmap(data["scores"][k], f"patching {k}")
             else:
                 fig = patch_heatmap(

@@ -13,6 +13,7 @@ from factscope.report.html import (
 from factscope.report.plots import (
     dla_bar,
     head_heatmap,
+    head_position_heatmaps,
     lens_plot,
     patch_heatmap,
     save_figure,
@@ -25,6 +26,7 @@ __all__ = [
     "Table",
     "dla_bar",
     "head_heatmap",
+    "head_position_heatmaps",
     "lens_plot",
     "lens_report",
     "patch_heatmap",

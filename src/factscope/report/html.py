@@ -62,6 +62,7 @@ from factscope.errors import FactscopeError
 from factscope.report.plots import (
     dla_bar,
     head_heatmap,
+    head_position_heatmaps,
     lens_plot,
     patch_heatmap,
     refuse_overwrite,
@@ -407,6 +408,15 @@ def patch_report(
             )
         elif axes == "layer x head" and scores.ndim == 2:  # (L, H)
             figures.append(head_heatmap(scores, f"Patching single heads ({kind})"))
+        elif axes == "layer x head x position" and scores.ndim == 3:  # (L, H, T)
+            figures.append(
+                head_position_heatmaps(scores, clean_tokens, corrupt_tokens=corrupt_tokens)
+            )
+            for index in np.argsort(-np.nan_to_num(scores, nan=-np.inf).ravel())[:5]:
+                layer, head, position = np.unravel_index(int(index), scores.shape)
+                where = f"head {head} at {clean_tokens[position]!r}"
+                top_cells.append([kind, int(layer), where, float(scores[layer, head, position])])
+            continue
         else:
             skipped.append(f"{kind} ({shape})")
             continue

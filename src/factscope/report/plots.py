@@ -254,6 +254,30 @@ def head_heatmap(
     return fig
 
 
+def head_position_heatmaps(
+    scores: ArrayLike,
+    tokens: Sequence[str],
+    title: str | None = None,
+    *,
+    corrupt_tokens: Sequence[str] | None = None,
+) -> Figure:
+    """Patching one head at one position: scores (L, H, T), one (layer x position) panel
+    per head, side by side, each centred at 0 like `patch_heatmap`."""
+    grid = np.asarray(scores, dtype=np.float64)
+    if grid.ndim != 3:
+        raise FactscopeError(f"head x position scores must be (L, H, T), got {grid.shape}")
+    n_layers, n_heads, n_positions = grid.shape
+    labels = list(tokens) if corrupt_tokens is None else pair_labels(tokens, corrupt_tokens)
+    panel = (2.2 + 0.45 * n_positions, 1.2 + _label_width(labels) + 0.2 * n_layers)
+    fig = Figure(figsize=(panel[0] * n_heads, panel[1] + 0.4), layout="constrained")
+    for head, ax in enumerate(fig.subplots(1, n_heads, squeeze=False)[0]):
+        patch_heatmap(
+            grid[:, head, :], tokens, f"head {head}", corrupt_tokens=corrupt_tokens, ax=ax
+        )
+    fig.suptitle(text_label(title) if title else "Patching one head at one position")
+    return fig
+
+
 # ---- logit lens and direct logit attribution ----------------------------------------------
 
 
