@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import transformers
 
+from factscope.config import tiny_config
 from factscope.model import Transformer
 from factscope.weights.convert import config_from_hf, convert_hf_tensors
 
@@ -45,6 +46,17 @@ TINY: dict[str, dict[str, Any]] = {
         tie_word_embeddings=True,
     ),
 }
+
+
+def random_model(family: str, seed: int = 0) -> Transformer:
+    """A tiny model of ours with random weights, norm weights spread around 1."""
+    torch.manual_seed(seed)
+    model = Transformer(tiny_config(family)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1 + 0.3 * torch.randn_like(p))
+    return model
 
 
 def tiny_hf_model(family: str, seed: int = 0, **overrides: Any) -> transformers.PreTrainedModel:

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from factscope.config import tiny_config
 from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
 from factscope.locate.lens import (
@@ -18,19 +17,10 @@ from factscope.locate.lens import (
 )
 from factscope.model import Transformer
 from factscope.registry import MODELS
+from reference_models import random_model
 
 FAMILIES = ["llama", "gemma3"]
 TOKENS = torch.tensor([[1, 5, 6, 7, 8, 9, 10]])
-
-
-def random_model(family: str, seed: int = 0) -> Transformer:
-    torch.manual_seed(seed)
-    model = Transformer(tiny_config(family)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1 + 0.3 * torch.randn_like(p))
-    return model
 
 
 def relative_error(got: float, want: float) -> float:

@@ -5,24 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from factscope.config import tiny_config
 from factscope.errors import FactscopeError
 from factscope.generate import Sampling, generate_tokens
 from factscope.hooks import check_sites, hooks, run_with_cache, site_names
-from factscope.model import KVCache, Transformer
-from reference_models import ours_from_hf, relative_error, tiny_hf_model
+from factscope.model import KVCache
+from reference_models import ours_from_hf, random_model, relative_error, tiny_hf_model
 
 FAMILIES = ["llama", "gemma3"]
-
-
-def random_model(family: str, seed: int = 0) -> Transformer:
-    torch.manual_seed(seed)
-    model = Transformer(tiny_config(family)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1 + 0.3 * torch.randn_like(p))
-    return model
 
 
 @pytest.mark.parametrize("family", FAMILIES)

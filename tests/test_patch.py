@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from factscope.config import tiny_config
 from factscope.errors import FactscopeError
 from factscope.hooks import ActivationCache, hooks, run_with_cache
 from factscope.locate.patch import (
@@ -18,22 +17,13 @@ from factscope.locate.patch import (
 )
 from factscope.model import Transformer
 from factscope.registry import MODELS
+from reference_models import random_model
 
 FAMILIES = ["llama", "gemma3"]
 ALL_KINDS = tuple(PATCH_KINDS)
 CLEAN = torch.tensor([[1, 5, 6, 7, 8, 9]])
 CORRUPT = torch.tensor([[1, 15, 16, 7, 8, 9]])  # differs at positions 1 and 2 (the "subject")
 ANSWERS = (3, 4)
-
-
-def random_model(family: str, seed: int = 0) -> Transformer:
-    torch.manual_seed(seed)
-    model = Transformer(tiny_config(family)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1 + 0.3 * torch.randn_like(p))
-    return model
 
 
 def full_logit_diff(model: Transformer, tokens: torch.Tensor, fns: dict | None = None) -> float:
