@@ -79,7 +79,8 @@ def test_dla_sums_to_the_logit(model: Transformer, answer: int | None) -> None:
         logits = model(TOKENS)[0, -1]
     answer_id = int(logits.argmax()) if answer is None else answer
     dla = direct_logit_attribution(model, TOKENS, answer_id)
-    assert dla.logit == pytest.approx(float(logits[answer_id]), abs=1e-6)
+    # float32 logits of one row vs all rows may differ in the last ulp (other GEMM kernel)
+    assert dla.logit == pytest.approx(float(logits[answer_id]), rel=1e-6)
     total = dla.embed + sum(dla.attn) + sum(dla.mlp)
     assert total == pytest.approx(dla.total)
     assert relative_error(total, float(logits[answer_id])) < 1e-5

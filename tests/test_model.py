@@ -145,3 +145,27 @@ def test_logits_at_last_equals_full_last_row() -> None:
     tokens = torch.randint(0, 97, (3, 7))
     with torch.no_grad():
         torch.testing.assert_close(model(tokens, logits_at="last"), model(tokens)[:, -1:])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_site_names_are_in_forward_order(family: str) -> None:
+    model = random_model(family)
+    seen: list[str] = []
+    with hooks(model, {site: (lambda x, s: seen.append(s)) for site in site_names(model)}):
+        model(torch.randint(0, 97, (1, 5)))
+    assert seen == site_names(model)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_plain_mlp_is_one_question_per_neuron(activation: str) -> None:
+    """gated_mlp=False: the neuron is act(up x), no gate weights and no gate site."""
+    from factscope.config import tiny_config
+    from factscope.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(tiny_config("llama", gated_mlp=False, activation=activation))
+    assert not hasattr(model.blocks[0].mlp, "gate_proj")
+    assert "blocks.0.mlp.gate" not in site_names(model)
+    _, cache = run_with_cache(model, torch.randint(0, 97, (1, 6)))
+    act = torch.relu if activation == "relu" else torch.nn.functional.gelu
+    torch.testing.assert_close(cache["blocks.1.mlp.post"], act(cache["blocks.1.mlp.up"]))

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Activation = Literal["silu", "gelu_tanh"]
+Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class ModelConfig:
     context_length: int
     norm_eps: float = 1e-5
     activation: Activation = "silu"
+    # Gated MLP (Llama, Gemma): down(act(gate x) * (up x)). Plain MLP (GPT-2, the video's
+    # picture): down(act(up x)), one question per neuron.
+    gated_mlp: bool = True
     rope_theta: float = 10_000.0
     # Layers listed here attend only to the last `sliding_window` tokens and rotate with
     # `rope_theta_local`; every other layer is global.

@@ -125,6 +125,7 @@ class Attention(nn.Module):
         self.q = HookPoint("(B, T, H, dh)")
         self.k = HookPoint("(B, T, K, dh)")
         self.v = HookPoint("(B, T, K, dh)")
+        self.scores = HookPoint("(B, H, T, S)")  # scaled, masked logits before the softmax
         self.pattern = HookPoint("(B, H, T, S)")  # attention probabilities
         self.z = HookPoint("(B, T, H, dh)")  # per-head mix of values, before o_proj
         self.out = HookPoint("(B, T, D)")  # what attention adds to the residual stream
@@ -155,7 +156,7 @@ class Attention(nn.Module):
         v = v.repeat_interleave(group, dim=1)  # (B, H, S, dh)
         scores = q.transpose(1, 2) @ k.transpose(2, 3) * cfg.softmax_scale  # (B, H, T, S)
         allowed = attention_mask(positions, k_positions, self.window, x.device)
-        scores = scores.masked_fill(~allowed, float("-inf"))
+        scores = self.scores(scores.masked_fill(~allowed, float("-inf")))
         pattern = self.pattern(torch.softmax(scores.float(), dim=-1).to(q.dtype))
         z = self.z((pattern @ v).transpose(1, 2))  # (B, T, H, dh)
         out = self.o_proj(z.reshape(B, T, H * dh))
@@ -165,27 +166,42 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Gated MLP: down(act(gate(x)) * up(x)). Each of the F hidden units is a "neuron"."""
+    """The MLP; each of its F hidden units is a "neuron".
+
+    Gated (Llama, Gemma): down(act(gate(x)) * up(x)), two questions per neuron.
+    Plain (GPT-2, the video's picture): down(act(up(x))), one question per neuron.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.activation = cfg.activation
-        self.gate_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
+        self.gated = cfg.gated_mlp
+        if cfg.gated_mlp:
+            self.gate_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
+            self.gate = HookPoint("(B, T, F)")  # pre-activation of the gate
         self.up_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
         self.down_proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=False)
         self.post_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.post_norms else None
-        self.gate = HookPoint("(B, T, F)")  # pre-activation of the gate
-        self.up = HookPoint("(B, T, F)")
+        self.up = HookPoint("(B, T, F)")  # plain MLP: the pre-activation
         self.post = HookPoint("(B, T, F)")  # neuron activations, the input of down_proj
         self.out = HookPoint("(B, T, D)")  # what the MLP adds to the residual stream
 
-    def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.gate(self.gate_proj(x)), self.up(self.up_proj(x))
+    def act(self, x: Tensor) -> Tensor:
         if self.activation == "silu":
-            act = F.silu(gate)
+            return F.silu(x)
+        if self.activation == "gelu_tanh":
+            return F.gelu(x, approximate="tanh")
+        if self.activation == "gelu":
+            return F.gelu(x)
+        return F.relu(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.gated:
+            gate = self.gate(self.gate_proj(x))
+            neurons = self.act(gate) * self.up(self.up_proj(x))
         else:
-            act = F.gelu(gate, approximate="tanh")
-        out = self.down_proj(self.post(act * up))
+            neurons = self.act(self.up(self.up_proj(x)))
+        out = self.down_proj(self.post(neurons))
         if self.post_norm is not None:
             out = self.post_norm(out)
         return self.out(out)
@@ -196,12 +212,13 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
+        # declared in forward order, so that site_names lists them in that order
+        self.resid_pre = HookPoint("(B, T, D)")
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg, layer)
+        self.resid_mid = HookPoint("(B, T, D)")
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
-        self.resid_pre = HookPoint("(B, T, D)")
-        self.resid_mid = HookPoint("(B, T, D)")
         self.resid_post = HookPoint("(B, T, D)")
 
     def forward(self, x: Tensor, positions: Tensor, kv_cache: KVCache | None = None) -> Tensor:
@@ -223,12 +240,13 @@ class Transformer(nn.Module):
         )
         if self.embedding.weight.device.type != "meta":
             nn.init.normal_(self.embedding.weight)
+        self.embed = HookPoint("(B, T, D)")  # scaled token embeddings (declared first:
+        # site_names lists sites in forward order)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embedding.weight
-        self.embed = HookPoint("(B, T, D)")  # scaled token embeddings
         self.final_norm = HookPoint("(B, T, D)")  # residual after the final norm
         self.logits = HookPoint("(B, T, V)")
         self.hook_points = name_hook_points(self)
