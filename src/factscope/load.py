@@ -34,6 +34,7 @@ from factscope.weights.convert import (
     convert_hf_tensors,
 )
 from factscope.weights.gguf import read_gguf
+from factscope.weights.native import load_native, read_native_meta, save_native
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -97,6 +98,11 @@ def load_model(
     start = time.perf_counter()
     if resolved.kind == "gguf":
         cfg, state, tokenizer, timings = _load_gguf(resolved.path, use_cache)
+    elif resolved.kind == "native":
+        t0 = time.perf_counter()
+        cfg, state, _ = load_native(resolved.path)
+        tokenizer = Tokenizer.load(resolved.path / "tokenizer.json")
+        timings = {"read": time.perf_counter() - t0}
     else:
         cfg, state, tokenizer, timings = _load_hf_folder(resolved.path)
     model = Transformer.from_state_dict(cfg, state)
@@ -111,6 +117,8 @@ def load_config(spec: str | Path) -> tuple[str, ModelConfig]:
     if resolved.kind == "gguf":
         gguf = read_gguf(resolved.path)
         return resolved.name, config_from_gguf(gguf.metadata, set(gguf.tensors))
+    if resolved.kind == "native":
+        return resolved.name, ModelConfig.from_dict(read_native_meta(resolved.path)["config"])
     folder_config = json.loads((resolved.path / "config.json").read_text())
     return resolved.name, config_from_hf(folder_config)
 
@@ -211,3 +219,17 @@ def _load_hf_folder(
         )
     tokenizer = Tokenizer.from_hf_folder(folder)
     return cfg, state, tokenizer, {"read": time.perf_counter() - t0}
+
+
+def save_model(
+    lm: LoadedModel,
+    folder: str | Path,
+    *,
+    provenance: dict[str, object] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write `lm` (with whatever edits it carries) as a factscope model folder that every
+    command loads by path. Refuses an existing path unless `force`."""
+    state = {k: v for k, v in lm.model.state_dict().items()}
+    info = {"saved_from": lm.name, **(provenance or {})}
+    return save_native(Path(folder), lm.cfg, state, lm.tokenizer, provenance=info, force=force)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from factscope.errors import FactscopeError
 
-ModelKind = Literal["gguf", "hf"]
+ModelKind = Literal["gguf", "hf", "native"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,10 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _resolve_hf_folder(folder: Path) -> ResolvedModel:
+    from factscope.weights.native import is_native_folder
+
+    if is_native_folder(folder):  # saved by factscope (train, edit --save)
+        return ResolvedModel(name=folder.name, kind="native", path=folder)
     if not (folder / "config.json").is_file():
         raise FactscopeError(
             f"{folder} has no config.json; pass a Hugging Face model folder or a .gguf file"
