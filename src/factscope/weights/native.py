@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -84,7 +83,9 @@ def read_native_meta(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise FactscopeError(f"cannot read {folder}/{MARKER}: {e}; is it a factscope model?")
+        raise FactscopeError(
+            f"cannot read {folder}/{MARKER}: {e}; is it a factscope model?"
+        ) from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise FactscopeError(
             f"{folder}/{MARKER} is format {meta.get('format')!r} version {meta.get('version')!r}; "
@@ -103,8 +104,4 @@ def load_native(folder: Path) -> tuple[ModelConfig, dict[str, Tensor], dict[str,
     state = load_file(weights)
     if cfg.tie_embeddings:
         state.pop("unembed.weight", None)
-    return (
-        cfg,
-        {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()},
-        meta,
-    )
+    return cfg, state, meta
