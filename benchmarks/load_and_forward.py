@@ -18,34 +18,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from machine import machine_report, median_time
+
 PROMPT = "Michael Jordan plays the sport of basketball and"
-
-
-def median_time(fn: Callable[[], object], repeats: int = 7) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def machine_speed() -> tuple[float, float]:
     """This machine's float32 matrix-product rate (GFLOP/s) and memory read rate (GB/s)."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    matmul = median_time(lambda: a @ b, repeats=5)
-    big = torch.ones(1 << 28)  # 1 GiB, far larger than any cache
-    read = median_time(lambda: big.sum(), repeats=5)
-    return 2 * 2048**3 / matmul / 1e9, big.numel() * 4 / read / 1e9
+    floors = machine_report()
+    return floors.gflops, floors.gbps
 
 
 def forward_work(cfg: Any, n_tokens: int, n_unembedded: int) -> tuple[float, float]:

@@ -1,0 +1,3 @@
+"""Build one from scratch: worked examples, a facts corpus, tokenizer and training."""
+
+from __future__ import annotations

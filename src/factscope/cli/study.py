@@ -1,0 +1,3 @@
+"""Study facts at scale: datasets, know, probe, trace-many (resumable sweeps)."""
+
+from __future__ import annotations
