@@ -1,0 +1,212 @@
+"""Build the athlete -> sport dataset from the raw candidate lists.
+
+    python scripts/build_athletes.py [--raw ../shared/data/athletes] [--seed 0]
+
+Reads the three raw lists (2,000 names each; see that folder's README for provenance),
+cleans them with the explicit rules below, and writes
+src/factscope/study/data/athlete_sport.jsonl. The package itself never reads the raw
+lists: the JSONL is the packaged artefact, and this script is how it was made.
+
+Cleaning, in order (the script prints the count after each step):
+
+1. **Normalise** each line: Unicode NFC (diacritics are KEPT as listed: "Martín
+   Gramática" is how the model most likely read the name), curly quotes -> straight,
+   runs of whitespace -> one space, ", Jr." / ", Sr." / ", II" -> " Jr." etc. (the comma
+   only separates a suffix). Nicknames in double quotes (Ed "Too Tall" Jones) are kept:
+   they are part of the name as written.
+2. **Drop malformed names**: empty lines, names still holding a comma or a digit
+   ("2 Chainz"), and one-word names unless they are listed in `MONONYMS` (most one-word
+   entries are ring names or characters: "Sasquatch", "Thing", "Ryback").
+3. **Drop duplicates within a list** (same name up to case and spacing; the first is kept).
+4. **Drop names listed under two or more sports**, every copy of them: either a
+   multi-sport athlete (Charlie Ward, Jim Thorpe) or two people sharing a name (Anthony
+   Davis) -- the answer is ambiguous either way.
+5. **Drop teams**: names whose last word is the nickname of an NBA, MLB or NFL team
+   ("Dallas Mavericks"), plus `EXCLUDED` entries marked "team".
+6. **Drop the non-players we can identify** in `EXCLUDED`: coaches, executives and
+   owners, actors, musicians, professional wrestlers, athletes of other sports,
+   politicians and broadcasters, each with the reason. This list was made by reading
+   the lists, not from a database: it is not exhaustive, and the model-based filter of
+   `factscope know` (p(correct sport) > 0.5) is what keeps the known facts in the end.
+
+The counterfactual answer, paraphrases and neighbourhood prompts come from
+`factscope.study.datasets.make_records` (seeded per subject).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+from factscope.study.datasets import (
+    UNRELATED_PREFIXES,
+    Dataset,
+    Fact,
+    Relation,
+    count_answer_tokens,
+    make_records,
+    subject_key,
+    write_dataset,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RAW = ROOT.parent / "shared" / "data" / "athletes"
+OUT = ROOT / "src" / "factscope" / "study" / "data" / "athlete_sport.jsonl"
+VERSION = "1"
+MODELS = ("gemma-3-270m", "smollm2-135m")
+
+# raw file -> the sport it lists (the answer, typed without the leading space)
+FILES = {
+    "basketball-players.txt": "basketball",
+    "baseball-players.txt": "baseball",
+    "american-football-players.txt": "football",
+}
+# Full provenance is in study/data/README.md; each record names its raw list.
+SOURCE = "UFO-101/auto-circuit@98db58c datasets/sports-players/{file}; scripts/build_athletes.py"
+
+RELATION = Relation(
+    name="athlete_sport",
+    description="The sport a professional athlete plays: basketball, baseball or "
+    "(American) football.",
+    template="{} plays the sport of",
+    few_shot="Fact: Tiger Woods plays the sport of golf\nFact: ",
+    answers=("basketball", "baseball", "football"),
+    paraphrase_templates=(
+        "{} is a professional athlete who plays",
+        "{} is best known for playing",
+        "The sport {} is famous for is",
+        "{} played professional",
+    ),
+    kl_prompt="{} is a",
+)
+
+# One-word names that are real players of the sport they are listed under.
+MONONYMS = {"Nenê"}
+
+# Nicknames of the NBA, MLB and NFL teams: a name ending in one of these is a team.
+TEAM_NICKNAMES = {
+    # NBA
+    "Hawks", "Celtics", "Nets", "Hornets", "Bulls", "Cavaliers", "Mavericks", "Nuggets",
+    "Pistons", "Warriors", "Rockets", "Pacers", "Clippers", "Lakers", "Grizzlies", "Heat",
+    "Bucks", "Timberwolves", "Pelicans", "Knicks", "Thunder", "Magic", "76ers", "Suns",
+    "Blazers", "Kings", "Spurs", "Raptors", "Jazz", "Wizards", "SuperSonics", "Sonics",
+    "Bobcats", "Bullets",
+    # MLB
+    "Diamondbacks", "Braves", "Orioles", "Sox", "Cubs", "Reds", "Guardians", "Indians",
+    "Rockies", "Tigers", "Astros", "Royals", "Angels", "Dodgers", "Marlins", "Brewers",
+    "Twins", "Mets", "Yankees", "Athletics", "Phillies", "Pirates", "Padres", "Giants",
+    "Mariners", "Cardinals", "Rays", "Rangers", "Jays", "Nationals", "Expos",
+    # NFL
+    "Bills", "Dolphins", "Patriots", "Jets", "Ravens", "Bengals", "Browns", "Steelers",
+    "Texans", "Colts", "Jaguars", "Titans", "Broncos", "Chiefs", "Raiders", "Chargers",
+    "Cowboys", "Eagles", "Commanders", "Redskins", "Bears", "Lions", "Packers", "Vikings",
+    "Falcons", "Panthers", "Saints", "Buccaneers", "49ers", "Seahawks", "Oilers", "Rams",
+}  # fmt: skip
+
+# Entries identified as not players of the listed sport, with the reason. Keys are names
+# after normalisation (step 1).
+EXCLUDED: dict[str, str] = {}
+
+
+def normalise(raw: str) -> str:
+    """A raw line as a name: NFC, straight quotes, single spaces, no comma before Jr."""
+    name = unicodedata.normalize("NFC", raw)
+    name = name.translate({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"', 0xA0: " "})
+    name = " ".join(name.split())
+    return re.sub(r",\s*(Jr\.?|Sr\.?|II|III|IV)$", r" \1", name)
+
+
+def malformed(name: str) -> str | None:
+    """Why a normalised name cannot be a subject, or None."""
+    if not name:
+        return "empty line"
+    if "," in name:
+        return "comma left in the name"
+    if any(c.isdigit() for c in name):
+        return "digit in the name"
+    if " " not in name and name not in MONONYMS:
+        return "one-word name (ring name or character)"
+    return None
+
+
+def clean(raw_dir: Path) -> tuple[list[Fact], list[tuple[str, int]]]:
+    """The cleaned facts and the (step, count) trail."""
+    steps: list[tuple[str, int]] = []
+    listed: list[tuple[str, str, str]] = []  # (name, sport, file)
+    for file, sport in FILES.items():
+        lines = (raw_dir / file).read_text(encoding="utf-8").splitlines()
+        listed += [(normalise(line), sport, file) for line in lines]
+    steps.append(("raw lines", len(listed)))
+
+    listed = [entry for entry in listed if malformed(entry[0]) is None]
+    steps.append(("well-formed names", len(listed)))
+
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for name, sport, file in listed:
+        if (subject_key(name), sport) not in seen:
+            seen.add((subject_key(name), sport))
+            unique.append((name, sport, file))
+    steps.append(("after duplicates within a list", len(unique)))
+
+    sports_of = Counter(subject_key(name) for name, _, _ in unique)
+    single = [entry for entry in unique if sports_of[subject_key(entry[0])] == 1]
+    steps.append(("after names listed under 2+ sports", len(single)))
+
+    no_teams = [e for e in single if e[0].split()[-1] not in TEAM_NICKNAMES]
+    no_teams = [e for e in no_teams if EXCLUDED.get(e[0]) != "team"]
+    steps.append(("after teams", len(no_teams)))
+
+    players = [e for e in no_teams if e[0] not in EXCLUDED]
+    steps.append(("after identified non-players", len(players)))
+    facts = [Fact(name, sport, SOURCE.format(file=file)) for name, sport, file in players]
+    return facts, steps
+
+
+def answer_tokens() -> dict[str, dict[str, int]]:
+    """Per shipped model, the token count of each answer (needs the real models)."""
+    from factscope.load import load_model
+
+    return {m: count_answer_tokens(load_model(m).tokenizer, RELATION.answers) for m in MODELS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", type=Path, default=DEFAULT_RAW)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    every_name = {
+        normalise(line)
+        for file in FILES
+        for line in (args.raw / file).read_text(encoding="utf-8").splitlines()
+    }
+    unused = sorted(set(EXCLUDED) - every_name)
+    if unused:
+        raise SystemExit(f"EXCLUDED names that are in no list (typo?): {unused}")
+    facts, steps = clean(args.raw)
+    for step, count in steps:
+        print(f"{step:>40}: {count}")
+    per_sport = Counter(f.answer for f in facts)
+    print(f"{'per sport':>40}: {dict(per_sport)}")
+
+    dataset = Dataset(
+        name=RELATION.name,
+        version=VERSION,
+        relation=RELATION,
+        records=make_records(RELATION, facts, UNRELATED_PREFIXES, seed=args.seed),
+        answer_tokens=answer_tokens(),
+        notes="Athlete candidates, cleaned but NOT filtered by what a model knows: run "
+        "`factscope know --dataset athlete_sport` for the known subset. Counts per step: "
+        + "; ".join(f"{step} {count}" for step, count in steps),
+    )
+    write_dataset(dataset, args.out)
+    print(f"wrote {len(dataset)} records to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
