@@ -15,8 +15,8 @@ Cleaning, in order (the script prints the count after each step):
    only separates a suffix). Nicknames in double quotes (Ed "Too Tall" Jones) are kept:
    they are part of the name as written.
 2. **Drop malformed names**: empty lines, names still holding a comma or a digit
-   ("2 Chainz"), and one-word names unless they are listed in `MONONYMS` (most one-word
-   entries are ring names or characters: "Sasquatch", "Thing", "Ryback").
+   ("2 Chainz"), initials only ("B. D."), and one-word names unless they are listed in
+   `MONONYMS` (most one-word entries are ring names or characters: "Sasquatch", "Ryback").
 3. **Drop duplicates within a list** (same name up to case and spacing; the first is kept).
 4. **Drop names listed under two or more sports**, every copy of them: either a
    multi-sport athlete (Charlie Ward, Jim Thorpe) or two people sharing a name (Anthony
@@ -106,9 +106,118 @@ TEAM_NICKNAMES = {
     "Falcons", "Panthers", "Saints", "Buccaneers", "49ers", "Seahawks", "Oilers", "Rams",
 }  # fmt: skip
 
-# Entries identified as not players of the listed sport, with the reason. Keys are names
-# after normalisation (step 1).
-EXCLUDED: dict[str, str] = {}
+# Entries identified as not (mainly) players of the listed sport, by reading the lists.
+# Names are as after normalisation (step 1); the build fails if one is in no list (a typo).
+# Someone who played professionally and later coached stays in unless coaching is what they
+# are known for; a famous namesake (another person far better known under the same name)
+# is dropped because the model cannot tell which one is meant.
+NOT_PLAYERS: dict[str, list[str]] = {
+    "coach": [
+        # basketball
+        "Jim Calhoun", "Chuck Daly", "Svetislav Pešić", "James Naismith", "Dean Smith",
+        "Jim Valvano", "Denny Crum", "Murat Didin", "Rick Majerus", "Fotios Katsikaris",
+        "Jerry Tarkanian", "Red Auerbach", "Rick Carlisle", "Geno Auriemma", "Tex Winter",
+        "Ed Jucker", "Adolph Rupp", "Elmer Ripley", "Erik Spoelstra", "Paul Westhead",
+        "Johnny Bach", "Harry Litwack", "Chip Engelland", "Božidar Maljković", "Dušan Ivković",
+        "Mirko Novosel", "Ranko Žeravica", "Jack McKinney", "Joe Hutton", "Giorgos Bartzokas",
+        "Mike Schuler", "John Calipari", "Billy Donovan", "Bob Hill", "John Thompson",
+        "Lou Carnesecca", "Clarence \"Big House\" Gaines", "Edgar Diddle", "Gene Keady",
+        "Jack Hartman", "Dutch Lonborg", "Clifford Carlson", "Arthur Schabinger",
+        # baseball
+        "Walter Alston", "Joe McCarthy", "Fredi González", "Mike Quade", "Rod Dedeaux",
+        "Len Ceglarski",
+        # American football
+        "Nick Saban", "Jack Bicknell", "Brian Kelly", "Bear Bryant", "Ted Tollner",
+        "Bill Parcells", "Jon Gruden", "Jim Grobe", "Dudley DeGroot", "Barry Switzer",
+        "Brad Childress", "Dennis Green", "Mike McCarthy", "Romeo Crennel", "Jack Elway",
+        "Harold Crisler", "Joe Paterno", "Greg Schiano", "Vince Lombardi", "Joe Philbin",
+        "Al Saunders", "Marvin Lewis", "John Fox", "Tony Dungy", "Tom Cable", "Chuck Pagano",
+        "Bill Cowher", "Bobby Bowden", "Brian Billick", "Steve Spagnuolo", "Bob Wylie",
+        "Chuck Noll", "Paul Brown", "Bud Grant", "Leslie Frazier", "Raheem Morris",
+        "Buddy Parker", "Chuck Fairbanks", "Tony Sparano", "John Harbaugh", "Sean Payton",
+        "Tom Osborne", "Jason Garrett", "Andy Reid", "Doug Marrone", "Herman Edwards",
+        "Chan Gailey", "Eric Mangini", "Greg Knapp", "Hue Jackson", "Jason Tarver",
+        "Jim Caldwell", "Jim Michalczik", "Joe Avezzano", "Rob Chudzinski", "John Fassel",
+        "Alex Gibbs", "Al Groh", "Al Golden", "Bobby April", "Ben Schwartzwalder",
+        "Chuck Bresnahan", "Urban Meyer", "Hank Stram", "Weeb Ewbank", "Jack Del Rio",
+        "Greasy Neale",
+    ],
+    "executive, owner, scout or official": [
+        "Avery Brundage", "Abe Saperstein", "Danny Biasone", "Jerry Buss", "Stu Jackson",
+        "Stu Inman", "Issa Hayatou", "Philip Craven", "Paul Tagliabue", "Richard Parsons",
+        "Barney Dreyfuss", "Branch Rickey", "Alex Pompez", "Leland Stanford MacPhail Jr.",
+        "Charles Comiskey", "Ban Johnson", "Ed Barrow", "Rod Thorn", "Happy Chandler",
+        "William Ambrose Hulbert", "Brian Cashman", "Mike Rizzo", "Ford Christopher Frick",
+        "Paul Krichell", "Dan Duquette", "Dan Jennings", "Dave Gavitt", "Larry Riley",
+        "Jocko Conlan", "Doug Harvey", "Bob Sheppard", "Buddy Blattner", "George Marshall",
+        "Lamar Hunt", "Ryan Grigson", "Suge Knight", "Scott Pioli", "Thomas Dimitroff",
+        "Art Rooney",
+    ],
+    "actor, musician or entertainer": [
+        "Nick Nolte", "Tom Selleck", "J. Cole", "R. Kelly", "Kevin Peter Hall",
+        "Mahershala Ali", "Marc Blucas", "Peter Ostrum", "Bobbito García", "Kurt Russell",
+        "Billy Crystal", "George Thorogood", "Tyler Hoechlin", "Paul Gleason", "Chuck Connors",
+        "John Beradino", "John Larch", "Larry Pennell", "John Houseman", "Ron Shelton",
+        "Danny Gans", "Bill O'Reilly", "Eric Bolling", "Burt Reynolds", "Terry Crews",
+        "Robert Patrick", "Jesse Hibbs", "Stone Phillips", "Mark Harmon", "Dean Cain",
+        "Carl Weathers", "Bernie Casey", "Mark Moses", "Richard Roundtree", "Frank McRae",
+        "Woody Strode", "Brad William Henke", "Don Collier", "Johnny Mack Brown",
+        "Patrick Muldoon", "Bob Guiney", "Ryan Sutter", "Dan Cortese", "Plies", "2 Chainz",
+    ],
+    "professional wrestler or fighter": [
+        "Kevin Nash", "Bernard Hopkins", "Giant Baba", "Lex Luger", "Bill Goldberg",
+        "Titus O'Neil", "Brock Lesnar", "Roman Reigns", "Matt Bloom", "Wahoo McDaniel",
+        "Ken Shamrock", "Gene Snitsky", "Ron Simmons", "Bob Sapp", "Blackjack Mulligan",
+        "Big E", "Tully Blanchard", "Jim Neidhart", "Matt Mitrione", "Superstar Billy Graham",
+        "Brian Pillman", "Verne Gagne", "Tito Santana", "Darren Drozdov", "Brendan Schaub",
+        "Kevin Von Erich", "Afa Anoa'i Jr.", "Ryback",
+    ],
+    "athlete of another sport": [
+        "Carl Lewis", "Jackie Joyner-Kersee", "Marion Jones", "Esther Vergeer",
+        "Micheline Ostermeyer", "Carlota Castrejana", "Abel Kiviat", "Steve Bloomer",
+        "Platt Adams", "Frank Irons", "Jack McCartan", "Edward Lindberg", "Theoren Fleury",
+        "Ian Chappell", "Neil Johnston", "Ricky Williams", "Mike Ditka", "Ernie Nevers",
+        "Nathaniel Clifton", "Jimmy Conzelman", "George Horine", "Ira Davenport",
+        "Howard Drew", "Ken Kavanaugh", "Jason Sehorn", "Matt Cassel", "Brandon Weeden",
+        "Eric Decker", "Pat White", "Quan Cosby", "Mewelde Moore", "Willie O'Ree",
+        "Masashi Ozaki", "Michél Mazingu-Dinzey", "Milt Campbell", "Ingo Anderbrügge",
+        "Jim Hines", "Jack Yerman", "Dwain Chambers", "John Carlos", "Gavin Hastings",
+        "Quincy Watts", "Henry Carr", "Clive Allen", "Glenn Morris", "Ray Barbuti",
+        "Ray Norton", "Renaldo Nehemiah", "Pat Nevin", "Dink Templeton", "Jeremy Bloom",
+        "Alvin Dark", "Alan Ball",
+    ],
+    "politician, judge or official": [
+        "Franz Vranitzky", "Raymond Flynn", "Edi Rama", "Arne Duncan", "Scotty Baesler",
+        "Stefaan De Clerck", "Bill Richardson", "Arthur Pue Gorman", "Mario Cuomo",
+        "Joe Kernan", "George P. Codd", "Raymond Joseph Cannon", "Ronald M. Mottl",
+        "Jack Kemp", "Charlie Crist", "Endicott Peabody", "Edward J. King", "Robert Bacon",
+        "J. C. Watts", "James Traficant", "Bibb Graves", "John Sherman Cooper",
+        "Kurt Schumacher", "Robert R. Thomas", "Jerry Brown", "William C. Marland",
+        "Luke Ravenstahl", "Everett J. Lake", "Byron White", "William B. Bankhead",
+        "Christie Benet", "Winfield K. Denton", "Clint Didier", "Archibald Vincent Arnold",
+    ],
+    "known for something else (writer, scientist, preacher, criminal, astronaut)": [
+        "Zane Grey", "Stephen Crane", "Masaoka Shiki", "Frank Bettger", "Billy Sunday",
+        "Alfred Lawson", "Lynn Compton", "Herbert Blumer", "Kevin Granata", "Leland D. Melvin",
+        "Randall Woodfield", "Jack Lummus",
+    ],
+    "fictional character": [
+        "Flash Gordon", "Booster Gold", "Clark Kent", "Al Bundy", "Anthony Soprano Jr.",
+        "Yoichi Hiruma", "Bullwinkle J. Moose", "Michael Scott", "Sasquatch", "Thing",
+        "Cyborg",
+    ],
+    "famous namesake": [
+        "Bobby Brown", "Ron Howard", "James Stewart", "Fred Vinson", "David Simon",
+        "Gordon Scott", "George Dixon", "John Brown", "Ron Carter", "Don Carlos",
+        "Justin Thomas", "John Paul Jones", "Curt Smith", "Víctor Cruz", "Ronnie Coleman",
+        "Chris Cooper", "John Hughes", "Bruce Campbell", "Ed Bradley", "Mike Wallace",
+        "Alex Gordon", "Mark Jackson", "Adam Jones", "Larry Johnson", "Bill Lee",
+        "Billy Hunter",
+    ],
+    "team": ["Dallas Mavericks"],
+}  # fmt: skip
+EXCLUDED: dict[str, str] = {name: reason for reason, names in NOT_PLAYERS.items() for name in names}
+assert len(EXCLUDED) == sum(map(len, NOT_PLAYERS.values())), "a name is listed twice"
 
 
 def normalise(raw: str) -> str:
@@ -129,6 +238,8 @@ def malformed(name: str) -> str | None:
         return "digit in the name"
     if " " not in name and name not in MONONYMS:
         return "one-word name (ring name or character)"
+    if all(len(word.rstrip(".")) <= 1 for word in name.split()):
+        return "initials only"
     return None
 
 
