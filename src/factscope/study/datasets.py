@@ -467,8 +467,8 @@ def make_records(
 ) -> tuple[FactRecord, ...]:
     """Records for `facts`, with seeded paraphrases, neighbours and counterfactuals.
 
-    Per fact, a generator seeded by (seed, relation, subject) picks -- so a record does not
-    change when others are added or removed:
+    Per fact, a generator seeded by (seed, relation, subject) picks -- so a fact's
+    paraphrases and counterfactual do not change when other facts are added or removed:
     - two paraphrase templates; the second follows a short unrelated sentence from
       `prefixes` (CounterFact's paraphrase prompts are a distracting prefix + a rewording);
     - `n_neighbours` other subjects with the same answer (at least two must exist), asked
