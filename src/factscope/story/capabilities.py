@@ -1,0 +1,96 @@
+"""Which capabilities this installation has: a small registry, checked once per name.
+
+The story page and the web app show a section (or a view) only when the module it needs
+imports and exposes the functions it calls. Capabilities land at different times; a
+missing one leaves its section out instead of breaking the page. The check is the one
+place that imports a capability speculatively: `Capability.available()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A capability: the module that implements it and the names its users call."""
+
+    name: str
+    module: str
+    names: tuple[str, ...]
+    description: str
+
+    def available(self) -> bool:
+        """True when `module` imports and has every name in `names`."""
+        return _module_with(self.module, self.names) is not None
+
+    def load(self) -> ModuleType:
+        """The module; call only after `available()` said yes."""
+        module = _module_with(self.module, self.names)
+        if module is None:
+            raise RuntimeError(f"capability {self.name!r} is not available")
+        return module
+
+
+@cache
+def _module_with(module: str, names: tuple[str, ...]) -> ModuleType | None:
+    try:
+        found = importlib.import_module(module)
+    except ImportError:  # the capability has not landed (or its dependencies are missing)
+        return None
+    return found if all(hasattr(found, n) for n in names) else None
+
+
+CAPABILITIES: dict[str, Capability] = {
+    c.name: c
+    for c in (
+        Capability(
+            "predict", "factscope.predict", ("predict_next",), "the next-token distribution"
+        ),
+        Capability(
+            "trace",
+            "factscope.locate.trace",
+            ("trace_prompt", "TraceResult"),
+            "causal tracing (exact and attribution patching)",
+        ),
+        Capability(
+            "lens",
+            "factscope.locate.lens",
+            ("lens_residuals", "attribute_prompt", "lens_sites"),
+            "logit lens and direct logit attribution",
+        ),
+        Capability(
+            "neurons",
+            "factscope.read.neurons",
+            ("top_neurons",),
+            "the neurons that write the answer",
+        ),
+        Capability(
+            "superposition",
+            "factscope.read.superposition",
+            ("nearly_orthogonal",),
+            "many nearly-perpendicular directions in few dimensions",
+        ),
+        Capability("probe", "factscope.study.probe", ("probe_layers",), "linear probes"),
+        Capability(
+            "edit",
+            "factscope.edit",
+            ("edit",),
+            "rank-one edits of a fact, with undo",
+        ),
+        Capability("train", "factscope.scratch.train", ("train",), "training from scratch"),
+    )
+}
+
+
+def available(name: str) -> bool:
+    """Whether capability `name` has landed (False for a name the registry does not know)."""
+    capability = CAPABILITIES.get(name)
+    return capability is not None and capability.available()
+
+
+def available_names() -> list[str]:
+    return [name for name, c in CAPABILITIES.items() if c.available()]

@@ -1,0 +1,77 @@
+"""The bodies of the web app's jobs: each holds the model, calls a library function, and
+returns plain JSON data. The page draws the data; nothing here knows about HTML.
+
+Every body takes the ModelHost, the validated request (a dict) and a JobContext, and
+reports progress through the context (which is also where a cancel request stops it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from factscope.hooks import hooks
+from factscope.web.host import ModelHost
+from factscope.web.jobs import JobContext
+
+
+def flow_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """The logit lens of the answer at every (layer, token) and the heads that move it."""
+    from factscope.story.flow import flow_of_fact
+
+    context.report(0.0, "waiting for the model")
+    with host.use("job:flow", yield_to_predictions=True) as lm:
+        context.report(0.1, "reading every layer through the unembedding")
+        flow = flow_of_fact(lm, request["prompt"], request.get("subject"), request.get("answer"))
+    return flow.to_dict()
+
+
+def _progress_hook(
+    context: JobContext, base: float, share: float, total: int, message: str
+) -> Callable[[Any, str], None]:
+    """A hook that reports progress base + share * (calls / total), and so also stops the
+    computation (JobCancelled from `report`) at its next call after a cancel request."""
+    calls = 0
+
+    def count(x: Any, site: str) -> None:
+        nonlocal calls
+        calls += 1
+        context.report(base + share * min(calls / total, 1.0), message)
+
+    return count
+
+
+def trace_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """Causal trace of the three kinds. Approximate: one pass. Exact: one kind at a time,
+    releasing the model between kinds (predictions typed meanwhile go through), with
+    progress counted by a hook on the last block, which every re-run batch passes once."""
+    from factscope.locate.trace import KINDS, trace_prompt
+
+    exact = request["method"] == "exact"
+    kinds_per_step = [[kind] for kind in KINDS] if exact else [list(KINDS)]
+    traces: list[dict[str, Any]] = []
+    for step, kinds in enumerate(kinds_per_step):
+        base = step / len(kinds_per_step)
+        context.report(base, f"waiting for the model ({', '.join(kinds)})")
+        with host.use(f"job:trace:{kinds[0]}", yield_to_predictions=True) as lm:
+            L = lm.cfg.n_layers
+            n_tokens = len(lm.tokenizer.encode(request["prompt"]))
+            per_batch = max(1, 256 // request["samples"])
+            total = n_tokens * math.ceil(L / per_batch) + 2  # an upper bound of re-runs
+            share = 1.0 / len(kinds_per_step)
+            count = _progress_hook(context, base, share, total, f"tracing {', '.join(kinds)}")
+            with hooks(lm.model, {f"blocks.{L - 1}.resid_post": count}):
+                results = trace_prompt(
+                    lm,
+                    request["prompt"],
+                    request["subject"],
+                    request.get("answer"),
+                    kinds=kinds,
+                    samples=request["samples"],
+                    window=request["window"],
+                    seed=request["seed"],
+                    method=request["method"],
+                )
+        traces += [r.to_dict() for r in results.values()]
+    return {"traces": traces}

@@ -1,0 +1,383 @@
+// factscope's page: one section per view, each drawing what the server computed.
+// No framework and no build step; charts with plotly.js, served by the app from the
+// installed `plotly` Python package. Every server error arrives as {"error": "..."} and is
+// shown in the view's red box, never as a stack trace.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const views = {};  // name -> {init(section)}
+let info = null;
+
+// ---- talking to the server -------------------------------------------------------------
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+  };
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (e) {
+    throw new Error("the server cannot be reached; is `factscope serve` still running?");
+  }
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (!response.ok) {
+    const message = data && data.error ? data.error : `the server answered ${response.status}`;
+    throw new Error(message);
+  }
+  return {status: response.status, data};
+}
+
+function showError(section, error) {
+  const box = $(".error", section);
+  if (!box) return;
+  if (error) {
+    box.textContent = String(error.message || error);
+    box.hidden = false;
+  } else {
+    box.textContent = "";
+    box.hidden = true;
+  }
+}
+
+// Start a job, follow its progress over server-sent events, resolve with its result.
+function runJob(section, kind, body) {
+  const bar = $(".job progress", section), status = $(".job .status", section);
+  const cancel = $("button.cancel", section);
+  showError(section, null);
+  bar.hidden = false; bar.value = 0; status.textContent = "starting…";
+  const finish = () => { bar.hidden = true; if (cancel) cancel.hidden = true; };
+  return api(`/api/jobs/${kind}`, body).then(({data: job}) => new Promise((resolve, reject) => {
+    if (job.state === "done") {
+      finish(); status.textContent = job.cached ? "done (cached)" : "done";
+      resolve(job.result); return;
+    }
+    if (cancel) {
+      cancel.hidden = false;
+      cancel.onclick = () => api(`/api/jobs/${job.id}/cancel`, {}).catch(() => {});
+    }
+    const events = new EventSource(`/api/jobs/${job.id}/events`);
+    const update = (event) => {
+      const state = JSON.parse(event.data);
+      bar.value = state.progress;
+      const where = state.state === "queued" && state.position ? ` (position ${state.position})` : "";
+      status.textContent = `${state.state}${where}: ${state.message} ${Math.round(100 * state.progress)}%`;
+      return state;
+    };
+    events.addEventListener("progress", update);
+    events.addEventListener("done", (event) => {
+      const state = update(event); events.close(); finish();
+      status.textContent = "done"; resolve(state.result);
+    });
+    for (const name of ["error", "cancelled"]) {
+      events.addEventListener(name, (event) => {
+        events.close(); finish();
+        if (!event.data) { status.textContent = ""; reject(new Error("the connection to the server was lost")); return; }
+        const state = JSON.parse(event.data);
+        status.textContent = state.state;
+        reject(new Error(state.error || `the job was ${state.state}`));
+      });
+    }
+  })).catch((error) => { finish(); status.textContent = ""; throw error; });
+}
+
+function formValues(form) {
+  const values = {};
+  for (const [key, value] of new FormData(form).entries()) {
+    if (value === "") continue;
+    const input = form.elements[key];
+    values[key] = input && input.type === "number" || input && input.type === "range" ? Number(value) : value;
+  }
+  return values;
+}
+
+const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+const show = (token) => JSON.stringify(token);
+const fmt = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+
+// ---- Predict ----------------------------------------------------------------------------
+
+views.predict = {
+  init(section) {
+    const input = $("#predict-prompt"), k = $("#predict-k"), status = $("#predict-status");
+    let timer = null, sent = 0;
+    const ask = async () => {
+      const prompt = input.value;
+      if (!prompt.trim()) { status.textContent = "type a prompt"; return; }
+      const mine = ++sent;
+      status.textContent = "predicting…";
+      try {
+        const {status: code, data} = await api("/api/predict", {prompt, top_k: Number(k.value)});
+        if (mine !== sent) return;  // a newer request is on its way
+        showError(section, null);
+        if (code === 202) {  // the model is busy with a job: try again shortly
+          status.textContent = `queued (position ${data.position}): ${data.message}`;
+          timer = setTimeout(ask, 700);
+          return;
+        }
+        status.textContent = `${data.prediction.tokens.length} tokens` + (data.cached ? " (cached)" : "");
+        drawPrediction(data.prediction);
+      } catch (error) {
+        if (mine === sent) { status.textContent = ""; showError(section, error); }
+      }
+    };
+    const later = () => { clearTimeout(timer); timer = setTimeout(ask, 250); };
+    input.addEventListener("input", later);
+    k.addEventListener("input", later);
+    ask();
+  },
+};
+
+function drawPrediction(prediction) {
+  const top = prediction.top;
+  const body = $("#predict-table tbody");
+  body.innerHTML = top.map((c) =>
+    `<tr><td class="tok">${esc(show(c.token))}</td><td class="num">${fmt(c.prob, 4)}</td>` +
+    `<td class="num">${fmt(c.logit, 2)}</td></tr>`).join("");
+  const labels = top.map((c) => show(c.token)).reverse();
+  Plotly.react("predict-chart", [{
+    type: "bar", orientation: "h", x: top.map((c) => c.prob).reverse(), y: labels,
+    hovertemplate: "%{y}: p = %{x:.4f}<extra></extra>", marker: {color: "#24469b"},
+  }], {
+    margin: {l: 140, r: 20, t: 10, b: 40}, height: 60 + 24 * top.length,
+    xaxis: {title: "probability", rangemode: "tozero"}, yaxis: {automargin: true},
+  }, {displayModeBar: false, responsive: true});
+}
+
+// ---- Flow -------------------------------------------------------------------------------
+
+views.flow = {
+  init(section) {
+    const form = $("#flow-form");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const values = formValues(form);
+      const measure = values.measure; delete values.measure;
+      try {
+        const flow = await runJob(section, "flow", values);
+        drawFlow(flow, measure);
+      } catch (error) { showError(section, error); }
+    });
+    $("select[name=measure]", form).addEventListener("change", () => {
+      if (flowState.flow) drawFlow(flowState.flow, $("select[name=measure]", form).value);
+    });
+    $("#flow-play").addEventListener("click", () => animateFlow(0));
+    $("#flow-slider").addEventListener("input", (e) => { stopFlow(); setFlowLayer(Number(e.target.value)); });
+  },
+};
+
+const flowState = {flow: null, timer: null, layer: -1, geometry: null};
+
+function cellColour(value) {  // 0 -> white, 1 -> deep blue
+  const v = Math.max(0, Math.min(1, value));
+  const mix = (a, b) => Math.round(a + (b - a) * v);
+  return `rgb(${mix(255, 20)},${mix(255, 50)},${mix(255, 150)})`;
+}
+
+function drawFlow(flow, measure) {
+  flowState.flow = flow;
+  $("#flow-result").hidden = false;
+  const tokens = flow.tokens, rows = flow.layers.length, T = tokens.length;
+  const span = flow.subject_span || [0, 0];
+  const cw = Math.max(58, 8 * Math.max(...tokens.map((t) => JSON.stringify(t).length))), ch = 20;
+  const left = 92, top = 12, bottom = 54;
+  const width = left + cw * T + 10, height = top + ch * rows + bottom;
+  const x = (t) => left + cw * t, y = (row) => top + ch * (rows - 1 - row);  // output on top
+  flowState.geometry = {x, y, cw, ch};
+  const vocabLog = Math.log10(260000);
+  const value = (r, t) => measure === "rank"
+    ? 1 - Math.log10(flow.rank[r][t] + 1) / vocabLog : flow.prob[r][t];
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">`,
+    `<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#d9480f"/></marker></defs>`];
+  for (let r = 0; r < rows; r++) {
+    const name = r === 0 ? "embed" : r === rows - 1 ? "output" : `layer ${r}`;
+    parts.push(`<g class="flow-row hidden-row" data-row="${r}">`);
+    parts.push(`<text x="${left - 6}" y="${y(r) + ch * 0.7}" text-anchor="end">${esc(name)}</text>`);
+    for (let t = 0; t < T; t++) {
+      const tip = `${flow.layers[r]} · ${show(tokens[t])}\np(${show(flow.answer.token)}) = ${fmt(flow.prob[r][t], 4)}, ` +
+        `rank ${flow.rank[r][t]}, logit ${fmt(flow.logit[r][t], 2)}\nlens top-1: ${show(flow.top1[r][t])}`;
+      parts.push(`<rect class="cell" x="${x(t)}" y="${y(r)}" width="${cw - 2}" height="${ch - 2}" ` +
+        `fill="${cellColour(value(r, t))}" data-p="${flow.prob[r][t]}"><title>${esc(tip)}</title></rect>`);
+    }
+    parts.push("</g>");
+  }
+  for (let t = 0; t < T; t++) {
+    const subject = t >= span[0] && t < span[1];
+    parts.push(`<text x="${x(t) + cw / 2}" y="${top + ch * rows + 14}" text-anchor="middle" ` +
+      `font-weight="${subject ? "bold" : "normal"}">${esc(show(tokens[t]))}${subject ? "*" : ""}</text>`);
+  }
+  const maxDla = Math.max(...flow.heads.map((h) => Math.abs(h.dla)), 1e-9);
+  flow.heads.forEach((h, i) => {
+    const x0 = x(h.source) + cw / 2, y0 = y(h.layer) + ch / 2;
+    const x1 = x(T - 1) + cw / 2, y1 = y(h.layer + 1) + ch / 2;
+    const bend = Math.min(60, 14 + 10 * i);
+    const w = 1 + 4 * Math.abs(h.dla) / maxDla;
+    parts.push(`<path class="flow-head" data-layer="${h.layer}" visibility="hidden" ` +
+      `d="M${x0},${y0} Q${(x0 + x1) / 2},${Math.min(y0, y1) - bend} ${x1},${y1}" fill="none" ` +
+      `stroke="#d9480f" stroke-opacity="0.85" stroke-width="${w}" marker-end="url(#arrow)">` +
+      `<title>${esc(`layer ${h.layer} head ${h.head}: writes ${fmt(h.dla, 2)} into the answer's logit; ` +
+      `attention ${fmt(h.attention_to_subject, 2)} on the subject, most on ${show(tokens[h.source])}`)}</title></path>`);
+  });
+  parts.push(`<text x="${left}" y="${height - 8}" fill="#555">colour: ${measure === "rank" ? "rank of the answer (dark = top-1)" : "p(answer) through the logit lens"}; arrows: the heads writing the answer most directly</text>`);
+  parts.push("</svg>");
+  $("#flow-grid").innerHTML = parts.join("");
+  const slider = $("#flow-slider");
+  slider.max = rows - 1;
+  const subjectLast = span[1] > 0 ? span[1] - 1 : null;
+  const layerIndex = flow.layers.map((_, r) => r);
+  const traces = [{x: layerIndex, y: flow.logit.map((row) => row[T - 1]), mode: "lines+markers",
+                   name: `last token ${show(tokens[T - 1])}`, line: {color: "#24469b"}}];
+  if (subjectLast !== null) {
+    traces.push({x: layerIndex, y: flow.logit.map((row) => row[subjectLast]), mode: "lines+markers",
+                 name: `last subject token ${show(tokens[subjectLast])}`, line: {color: "#d9480f"}});
+  }
+  Plotly.react("flow-projection", traces, {
+    title: {text: `residual · answer direction (${show(flow.answer.token)})`, font: {size: 13}},
+    margin: {l: 50, r: 10, t: 40, b: 40}, height: 340, legend: {orientation: "h", y: -0.25},
+    xaxis: {title: "residual stream (0 = embeddings)"}, yaxis: {title: "lens logit"},
+    shapes: [],
+  }, {displayModeBar: false, responsive: true});
+  const first = firstTop1(flow);
+  $("#flow-sentence").textContent =
+    `${flow.model} answers ${show(flow.answer.token)} with p = ${fmt(flow.prob[rows - 1][T - 1])}. ` +
+    (first === null ? "The answer is never the logit lens's top token at the last position before the output. "
+      : `Read through the logit lens, it becomes the top token at the last position from ${flow.layers[first]} on. `) +
+    (flow.heads.length ? `The head writing it most directly is layer ${flow.heads[0].layer} head ${flow.heads[0].head} ` +
+      `(+${fmt(flow.heads[0].dla, 2)} logit), attending ${fmt(flow.heads[0].attention_to_subject, 2)} to the subject.` : "");
+  animateFlow(0);
+}
+
+function firstTop1(flow) {
+  let first = null;
+  flow.rank.forEach((ranks, r) => {
+    const top = ranks[ranks.length - 1] === 0;
+    if (top && first === null) first = r; else if (!top) first = null;
+  });
+  return first;
+}
+
+function setFlowLayer(layer) {
+  flowState.layer = layer;
+  for (const g of document.querySelectorAll("#flow-grid .flow-row")) {
+    g.classList.toggle("hidden-row", Number(g.dataset.row) > layer);
+  }
+  for (const p of document.querySelectorAll("#flow-grid .flow-head")) {
+    p.setAttribute("visibility", Number(p.dataset.layer) < layer ? "visible" : "hidden");
+  }
+  const label = $("#flow-layer");
+  const rows = flowState.flow.layers.length;
+  label.dataset.layer = String(layer);
+  label.textContent = layer === 0 ? "embeddings" : layer === rows - 1 ? "output" : `layer ${layer} of ${rows - 2}`;
+  $("#flow-slider").value = layer;
+  Plotly.relayout("flow-projection", {shapes: [{type: "line", x0: layer, x1: layer, yref: "paper", y0: 0, y1: 1,
+                                                line: {color: "#999", dash: "dot"}}]});
+}
+
+function stopFlow() { clearInterval(flowState.timer); flowState.timer = null; }
+
+function animateFlow(from) {
+  stopFlow();
+  let layer = from;
+  setFlowLayer(layer);
+  flowState.timer = setInterval(() => {
+    layer += 1;
+    if (layer >= flowState.flow.layers.length) { stopFlow(); return; }
+    setFlowLayer(layer);
+  }, 220);
+}
+
+// ---- Trace ------------------------------------------------------------------------------
+
+const TRACE_COLOURS = {  // white at the corrupted p, dark at the largest p
+  hidden: [[0, "#ffffff"], [1, "#4a148c"]], mlp: [[0, "#ffffff"], [1, "#1b5e20"]],
+  attn: [[0, "#ffffff"], [1, "#b71c1c"]],
+};
+const TRACE_TITLES = {hidden: "hidden state (block output)", mlp: "MLP output (window)", attn: "attention output (window)"};
+
+views.trace = {
+  init(section) {
+    const form = $("#trace-form");
+    const run = async (method) => {
+      const values = formValues(form);
+      try {
+        const result = await runJob(section, "trace", {...values, method});
+        drawTrace(result.traces);
+      } catch (error) { showError(section, error); }
+    };
+    form.addEventListener("submit", (event) => { event.preventDefault(); run("approx"); });
+    $("#trace-exact").addEventListener("click", () => run("exact"));
+  },
+};
+
+function drawTrace(traces) {
+  const sentences = [];
+  for (const trace of traces) {
+    const [start, stop] = trace.subject_span;
+    const labels = trace.tokens.map((t, i) => `${i}: ${show(t)}${i >= start && i < stop ? "*" : ""}`);
+    const layers = trace.scores[0].map((_, l) => l);
+    Plotly.react(`trace-${trace.kind}`, [{
+      type: "heatmap", z: trace.scores, x: layers, y: labels, zmin: trace.corrupted_p,
+      colorscale: TRACE_COLOURS[trace.kind],
+      hovertemplate: "token %{y}<br>layer %{x}<br>p = %{z:.4f}<extra></extra>",
+      colorbar: {title: {text: "p", side: "right"}, thickness: 12},
+    }], {
+      title: {text: `${TRACE_TITLES[trace.kind]}: p(${show(trace.answer.token)})`, font: {size: 13}},
+      margin: {l: 150, r: 10, t: 36, b: 40}, height: 90 + 24 * labels.length,
+      xaxis: {title: "layer"}, yaxis: {autorange: "reversed", automargin: true},
+    }, {displayModeBar: false, responsive: true});
+    const peak = trace.peak;
+    sentences.push(`${trace.kind}: strongest at ${show(peak.token)} (token ${peak.token_index}), layer ${peak.layer}, ` +
+      `restoring brings p to ${fmt(peak.effect + trace.corrupted_p)}.`);
+  }
+  const first = traces[0];
+  $("#trace-sentence").textContent =
+    `${first.method === "exact" ? "Exact trace" : "Approximate trace (attribution patching)"}, ${first.samples} noise sample(s): ` +
+    `p(${show(first.answer.token)}) is ${fmt(first.clean_p)} clean and ${fmt(first.corrupted_p)} with the subject corrupted. ` +
+    sentences.join(" ");
+}
+
+// ---- the page ---------------------------------------------------------------------------
+
+function openView(name) {
+  for (const section of document.querySelectorAll("section.view")) {
+    section.hidden = section.dataset.view !== name;
+  }
+  for (const button of document.querySelectorAll("#tabs button")) {
+    button.classList.toggle("active", button.dataset.view === name);
+  }
+  history.replaceState(null, "", `#${name}`);
+  window.dispatchEvent(new Event("resize"));  // plotly charts drawn while hidden
+}
+
+function showEdits(edits) {
+  const banner = $("#edit-banner");
+  banner.hidden = !edits.length;
+  banner.textContent = edits.length ? `The served model is edited: ${edits.map((e) => e.summary).join("; ")}.` : "";
+}
+
+async function start() {
+  try {
+    info = (await api("/api/info")).data;
+  } catch (error) {
+    $("#model").textContent = String(error.message);
+    return;
+  }
+  $("#model").textContent = `${info.model} · ${info.n_layers} layers × ${info.n_heads} heads`;
+  showEdits(info.edits);
+  const tabs = $("#tabs");
+  for (const section of document.querySelectorAll("section.view")) {
+    const name = section.dataset.view;
+    if (!info.views.includes(name) || !views[name]) { section.remove(); continue; }
+    const button = document.createElement("button");
+    button.type = "button"; button.dataset.view = name;
+    button.textContent = name[0].toUpperCase() + name.slice(1);
+    button.addEventListener("click", () => openView(name));
+    tabs.appendChild(button);
+    views[name].init(section);
+  }
+  const wanted = location.hash.slice(1);
+  openView(info.views.includes(wanted) && views[wanted] ? wanted : "predict");
+}
+
+document.addEventListener("DOMContentLoaded", start);
