@@ -32,6 +32,12 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _repr_html_(self) -> str:
+        """The top tokens as the reports show them, inline in a notebook."""
+        from factscope.report.html import prediction_sections, render_fragment
+
+        return render_fragment(prediction_sections(self.to_dict()))
+
 
 @torch.inference_mode()
 def predict_next(lm: LoadedModel, prompt: str, top_k: int = 10) -> Prediction:

@@ -104,6 +104,12 @@ class LensResult:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def _repr_html_(self) -> str:
+        """The logit lens as the reports draw it, inline in a notebook."""
+        from factscope.report.html import lens_sections, render_fragment
+
+        return render_fragment(lens_sections(self.to_dict()))
+
     def first_top1_row(self) -> int | None:
         """The first row from which the answer stays the lens's top-1 token, else None."""
         first = None
@@ -195,6 +201,12 @@ class DLAResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def _repr_html_(self) -> str:
+        """The attribution as the reports draw it, inline in a notebook."""
+        from factscope.report.html import dla_sections, render_fragment
+
+        return render_fragment(dla_sections(self.to_dict()))
 
     def components(self) -> dict[str, float]:
         """Every component by name: embed, attn.0, mlp.0, attn.1, ..."""

@@ -90,6 +90,12 @@ class PatchResult:
     def to_dict(self) -> dict[str, Any]:
         return _nan_to_none(dataclasses.asdict(self))
 
+    def _repr_html_(self) -> str:
+        """The patching heatmaps as the reports draw them, inline in a notebook."""
+        from factscope.report.html import patch_sections, render_fragment
+
+        return render_fragment(patch_sections(self.to_dict()))
+
     def top_cells(self, kind: str, k: int = 5) -> list[tuple[tuple[int, ...], float]]:
         """The k cells of `kind` with the highest score: [((layer, pos|head, ...), score)]."""
         grid = torch.tensor(self.scores[kind], dtype=torch.float64).nan_to_num(float("-inf"))

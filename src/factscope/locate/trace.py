@@ -174,6 +174,12 @@ class TraceResult:
             data[name] = getattr(self, name)
         return data
 
+    def _repr_html_(self) -> str:
+        """The trace as the reports draw it, inline in a notebook."""
+        from factscope.report.html import render_fragment, trace_sections
+
+        return render_fragment(trace_sections([self.to_dict()]))
+
 
 # ---- noise -----------------------------------------------------------------------------------
 

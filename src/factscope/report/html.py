@@ -200,18 +200,7 @@ def render_report(
     if command:
         parts.append(f"<p>Reproduce with:</p><pre><code>{_esc(command)}</code></pre>")
     parts.append("</header>")
-    n_figures = 0
-    for section in sections:
-        parts.append(f"<section><h2>{_esc(section.heading)}</h2>")
-        parts.extend(f"<p>{_esc(p)}</p>" for p in section.text)
-        if section.figures:
-            parts.append('<div class="figures">')
-            for fig in section.figures:
-                n_figures += 1
-                parts.append(f"<figure>{figure_svg(fig, f'fig{n_figures}')}</figure>")
-            parts.append("</div>")
-        parts.extend(_table(t) for t in section.tables)
-        parts.append("</section>")
+    parts.append(sections_html(sections))
     parts += [
         "<section><h2>Data</h2>",
         "<p>The full result as JSON, embedded in this file.</p>",
@@ -222,6 +211,48 @@ def render_report(
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def sections_html(sections: Sequence[Section], prefix: str = "fig") -> str:
+    """The HTML of `sections` (headings, text, inline SVG figures, tables): the fragment
+    shared by reports, `explain-fact`, the web app and notebooks. Figure ids start with
+    `prefix` so that several fragments can share one page."""
+    parts: list[str] = []
+    n_figures = 0
+    for section in sections:
+        parts.append(f"<section><h2>{_esc(section.heading)}</h2>")
+        parts.extend(f"<p>{_esc(p)}</p>" for p in section.text)
+        if section.figures:
+            parts.append('<div class="figures">')
+            for fig in section.figures:
+                n_figures += 1
+                parts.append(f"<figure>{figure_svg(fig, f'{prefix}{n_figures}')}</figure>")
+            parts.append("</div>")
+        parts.extend(_table(t) for t in section.tables)
+        parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_fragment(sections: Sequence[Section]) -> str:
+    """`sections` as one `<div>` with its own scoped style, for a notebook cell
+    (`_repr_html_`) or a page that is not a factscope report."""
+    import uuid
+
+    prefix = "fs" + uuid.uuid4().hex[:8]
+    style = re.sub(r"(^|})\s*([^{}]+?)\s*{", lambda m: _scope_rule(m, prefix), _STYLE)
+    return (
+        f'<div class="factscope-fragment" id="{prefix}"><style>{style}</style>'
+        f"{sections_html(sections, prefix + '-fig')}</div>"
+    )
+
+
+def _scope_rule(match: re.Match[str], prefix: str) -> str:
+    """A CSS rule of _STYLE limited to one fragment: `h1, h2 {` -> `#p h1, #p h2 {`."""
+    selectors = ", ".join(
+        f"#{prefix}" if s.strip() == "body" else f"#{prefix} {s.strip()}"
+        for s in match.group(2).split(",")
+    )
+    return f"{match.group(1)} {selectors} {{"
 
 
 def read_report_data(page: str) -> Any:
@@ -283,13 +314,9 @@ def _peak(row: np.ndarray) -> tuple[float, int]:
     return float(row[layer]), layer
 
 
-def trace_report(
-    traces: Sequence[Mapping[str, Any]],
-    *,
-    command: str | None = None,
-    created: datetime | None = None,
-) -> str:
-    """A causal-tracing report: one heatmap per kind side by side, and the key numbers.
+def trace_sections(traces: Sequence[Mapping[str, Any]]) -> list[Section]:
+    """The causal-trace sections of a report: one heatmap per kind side by side, and the
+    key numbers. (`trace_report` makes a page of them; `TraceResult._repr_html_` a cell.)
 
     The indirect effect (IE) of a cell is its p(answer) minus the corrupted p. At the last
     subject token and at the last token the summary gives the largest IE over layers (and
@@ -379,6 +406,20 @@ def trace_report(
             ],
         )
     ]
+    return sections
+
+
+def trace_report(
+    traces: Sequence[Mapping[str, Any]],
+    *,
+    command: str | None = None,
+    created: datetime | None = None,
+) -> str:
+    """A causal-tracing report: the sections of `trace_sections` in one page."""
+    if not traces:
+        raise FactscopeError("there are no trace results to report; run a trace first")
+    first = traces[0]
+    sections = trace_sections(traces)
     return render_report(
         f"Causal trace: {first.get('prompt', '')}",
         sections,
@@ -389,10 +430,9 @@ def trace_report(
     )
 
 
-def patch_report(
-    patch: Mapping[str, Any], *, command: str | None = None, created: datetime | None = None
-) -> str:
-    """An activation-patching report: a heatmap per patched kind, per-head effects, numbers."""
+def patch_sections(patch: Mapping[str, Any]) -> list[Section]:
+    """The activation-patching sections: a heatmap per patched kind, per-head effects,
+    numbers (`patch_report` makes a page of them)."""
     clean_tokens, corrupt_tokens = list(patch["clean_tokens"]), list(patch["corrupt_tokens"])
     answers = list(patch.get("answers") or [])
     names = [_answer_text(a) for a in answers]
@@ -436,17 +476,6 @@ def patch_report(
         ],
         caption="Run",
     )
-    if command is None:
-        command = patch.get("command") or " ".join(
-            [
-                "factscope patch",
-                _quote(str(patch.get("clean_prompt") or "")),
-                _quote(str(patch.get("corrupt_prompt") or "")),
-                "--answers",
-                *(_quote(str(a.get("text", ""))) for a in answers if isinstance(a, Mapping)),
-                *(["--model", _quote(str(patch["model"]))] if patch.get("model") else []),
-            ]
-        )
     text = [
         "Each cell: the logit difference between the two answers after patching the clean "
         "activation into the corrupt run, normalised so 0 = corrupt and 1 = clean.",
@@ -466,6 +495,26 @@ def patch_report(
             ],
         )
     ]
+    return sections
+
+
+def patch_report(
+    patch: Mapping[str, Any], *, command: str | None = None, created: datetime | None = None
+) -> str:
+    """An activation-patching report: the sections of `patch_sections` in one page."""
+    answers = list(patch.get("answers") or [])
+    sections = patch_sections(patch)
+    if command is None:
+        command = patch.get("command") or " ".join(
+            [
+                "factscope patch",
+                _quote(str(patch.get("clean_prompt") or "")),
+                _quote(str(patch.get("corrupt_prompt") or "")),
+                "--answers",
+                *(_quote(str(a.get("text", ""))) for a in answers if isinstance(a, Mapping)),
+                *(["--model", _quote(str(patch["model"]))] if patch.get("model") else []),
+            ]
+        )
     return render_report(
         f"Activation patching: {patch.get('clean_prompt') or ''}",
         sections,
@@ -517,14 +566,9 @@ def _dla_section(dla: Mapping[str, Any], answer: str) -> Section:
     )
 
 
-def lens_report(
-    lens: Mapping[str, Any],
-    dla: Mapping[str, Any] | None = None,
-    *,
-    command: str | None = None,
-    created: datetime | None = None,
-) -> str:
-    """A logit-lens report, with direct logit attribution when `dla` is given."""
+def lens_sections(lens: Mapping[str, Any], dla: Mapping[str, Any] | None = None) -> list[Section]:
+    """The logit-lens section, and the direct-logit-attribution one when `dla` is given
+    (`lens_report` makes a page of them)."""
     answer = _answer_text(lens.get("answer"))
     n_rows = len(lens["answer_prob"])
     names = [_row_name(str(n)) for n in lens.get("layers") or range(n_rows)]
@@ -566,6 +610,41 @@ def lens_report(
     ]
     if dla is not None:
         sections.append(_dla_section(dla, answer))
+    return sections
+
+
+def dla_sections(dla: Mapping[str, Any]) -> list[Section]:
+    """The direct-logit-attribution section alone (`DLAResult._repr_html_`)."""
+    return [_dla_section(dla, _answer_text(dla.get("answer")))]
+
+
+def prediction_sections(prediction: Mapping[str, Any]) -> list[Section]:
+    """The next-token distribution as a section: a sentence and the top tokens
+    (`Prediction.to_dict()`: model, prompt, tokens, top: [{token, id, prob, logit}])."""
+    top = list(prediction.get("top") or [])
+    text = [f"{prediction.get('model', '')} after {prediction.get('prompt', '')!r}"]
+    if top:
+        text = [
+            f"{prediction.get('model', 'the model')} continues {prediction.get('prompt', '')!r} "
+            f"with {top[0]['token']!r} (p = {float(top[0]['prob']):.3f})."
+        ]
+    rows = [
+        [rank, repr(c["token"]), int(c["id"]), float(c["prob"]), float(c["logit"])]
+        for rank, c in enumerate(top, 1)
+    ]
+    table = Table(["rank", "token", "id", "p", "logit"], rows, "Most likely next tokens")
+    return [Section("Prediction", text=text, tables=[table])]
+
+
+def lens_report(
+    lens: Mapping[str, Any],
+    dla: Mapping[str, Any] | None = None,
+    *,
+    command: str | None = None,
+    created: datetime | None = None,
+) -> str:
+    """A logit-lens report, with direct logit attribution when `dla` is given."""
+    sections = lens_sections(lens, dla)
     if command is None:
         command = lens.get("command") or " ".join(
             ["factscope lens", _quote(str(lens.get("prompt") or ""))]
