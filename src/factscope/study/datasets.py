@@ -486,7 +486,7 @@ def make_records(
         rng = random.Random(f"{seed}/{relation.name}/{fact.subject}")
         first, second = rng.sample(relation.paraphrase_templates, 2)
         prefix = rng.choice(list(prefixes))
-        others = [s for s in subjects_of[fact.answer] if fact.subject not in s]
+        others = [s for s in subjects_of[fact.answer] if fact.subject not in relation.prompt(s)]
         if len(others) < MIN_NEIGHBOURHOOD:
             raise FactscopeError(
                 f"answer {fact.answer!r} has fewer than {MIN_NEIGHBOURHOOD + 1} subjects; "
