@@ -62,9 +62,10 @@ def count_params(config: ModelConfig, name: str | None = None) -> ParamCount:
     """Count the parameters of factscope's transformer built from `config`.
 
     Matches the model's weights one for one: bias-free projections, rotary positions (no
-    positional parameters), a gated MLP (gate, up, down), RMSNorm weights of size d_model
-    before attention and MLP (and after them when `post_norms`), per-head RMSNorm weights of
-    size d_head on queries and keys when `qk_norm`, and one final norm.
+    positional parameters), a gated MLP (gate, up, down) or a plain one (up, down), RMSNorm
+    weights of size d_model before attention and MLP (and after them when `post_norms`),
+    per-head RMSNorm weights of size d_head on queries and keys when `qk_norm`, and one
+    final norm.
     """
     d, L = config.d_model, config.n_layers
     q_width = config.n_heads * config.d_head
@@ -73,7 +74,8 @@ def count_params(config: ModelConfig, name: str | None = None) -> ParamCount:
     attention_per_layer = d * q_width + 2 * d * kv_width + q_width * d  # q, k, v, o
     if config.qk_norm:
         attention_per_layer += 2 * config.d_head  # one weight vector each for q and k
-    mlp_per_layer = 3 * d * config.d_mlp  # gate, up: d -> d_mlp; down: d_mlp -> d
+    # gate (when gated) and up: d -> d_mlp; down: d_mlp -> d
+    mlp_per_layer = (3 if config.gated_mlp else 2) * d * config.d_mlp
     norms_per_layer = (4 if config.post_norms else 2) * d
 
     embedding = config.vocab_size * d
@@ -162,3 +164,151 @@ def count_named(name: str) -> ParamCount:
     if config is None:
         raise FactscopeError(f"unknown config {name!r}; known configs: {', '.join(NAMED_CONFIGS)}")
     return count_gpt_params(config, name)
+
+
+# ---- the video's tally --------------------------------------------------------------------
+
+# 3Blue1Brown's count of GPT-3 in "How might LLMs store facts": weights only (no biases, no
+# norms, no positions), each matrix kind summed over the layers, and the unembedding
+# counted on its own although GPT-3 ties it to the embedding.
+VIDEO_GPT3: dict[str, int] = {
+    "embedding": 617_558_016,
+    "query": 14_495_514_624,
+    "key": 14_495_514_624,
+    "value": 14_495_514_624,
+    "output": 14_495_514_624,
+    "up-projection": 57_982_058_496,
+    "down-projection": 57_982_058_496,
+    "unembedding": 617_558_016,
+}
+VIDEO_GPT3_TOTAL = 175_181_291_520
+
+# Which part of the network each row of a tally belongs to (for the bar chart's colours).
+VIDEO_GROUPS: dict[str, str] = {
+    "embedding": "embedding",
+    "query": "attention",
+    "key": "attention",
+    "value": "attention",
+    "output": "attention",
+    "gate-projection": "mlp",
+    "up-projection": "mlp",
+    "down-projection": "mlp",
+    "unembedding": "unembedding",
+}
+
+
+@dataclass(frozen=True)
+class VideoTally:
+    """Weight matrices counted the way the video counts them: one row per kind of matrix,
+    summed over layers, each with the product that gives it. `left_out` names what the
+    tally ignores (norm weights, biases, learned positions) and how many parameters that is.
+    `tied` says the stored model shares the embedding and unembedding, so it holds
+    `total - rows["unembedding"]` weights of these kinds, not `total`.
+    """
+
+    name: str
+    rows: dict[str, int]
+    formulas: dict[str, str]
+    left_out: dict[str, int]
+    tied: bool
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def mlp(self) -> int:
+        return sum(n for k, n in self.rows.items() if VIDEO_GROUPS[k] == "mlp")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "total": self.total,
+            "mlp": self.mlp,
+            "mlp_fraction": self.mlp / self.total,
+            "tied": self.tied,
+            "rows": dict(self.rows),
+            "groups": {k: VIDEO_GROUPS[k] for k in self.rows},
+            "formulas": dict(self.formulas),
+            "left_out": dict(self.left_out),
+        }
+
+    def _repr_html_(self) -> str:
+        from factscope.report.superposition_html import params_fragment  # display only
+
+        return params_fragment(self.to_dict())
+
+
+def _tally(
+    name: str,
+    *,
+    vocab: int,
+    d: int,
+    layers: int,
+    q_width: int,
+    kv_width: int,
+    d_mlp: int,
+    gated: bool,
+    left_out: dict[str, int],
+    tied: bool,
+) -> VideoTally:
+    """One row per kind of weight matrix: rows x columns x layers."""
+    rows = {"embedding": vocab * d, "query": layers * d * q_width, "key": layers * d * kv_width}
+    rows |= {"value": layers * d * kv_width, "output": layers * q_width * d}
+    formulas = {
+        "embedding": f"{vocab:,} tokens x {d:,}",
+        "query": f"{layers} layers x {d:,} x {q_width:,}",
+        "key": f"{layers} layers x {d:,} x {kv_width:,}",
+        "value": f"{layers} layers x {d:,} x {kv_width:,}",
+        "output": f"{layers} layers x {q_width:,} x {d:,}",
+    }
+    if gated:
+        rows["gate-projection"] = layers * d * d_mlp
+        formulas["gate-projection"] = f"{layers} layers x {d:,} x {d_mlp:,}"
+    rows["up-projection"] = layers * d * d_mlp
+    rows["down-projection"] = layers * d_mlp * d
+    formulas["up-projection"] = f"{layers} layers x {d:,} x {d_mlp:,}"
+    formulas["down-projection"] = f"{layers} layers x {d_mlp:,} x {d:,}"
+    rows["unembedding"] = vocab * d
+    formulas["unembedding"] = f"{d:,} x {vocab:,} tokens" + (" (tied: shared)" if tied else "")
+    return VideoTally(name, rows, formulas, left_out, tied)
+
+
+def video_tally_gpt(config: GPTConfig, name: str = "gpt") -> VideoTally:
+    """The video's tally of a classic GPT (for "gpt3": 175,181,291,520 weights)."""
+    d, L = config.d_model, config.n_layers
+    exact = count_gpt_params(config, name)
+    m = config.mlp_width
+    biases = L * (3 * d + d + m + d)  # qkv, output, up, down
+    return _tally(
+        name, vocab=config.vocab_size, d=d, layers=L, q_width=d, kv_width=d, d_mlp=m,
+        gated=False, tied=config.tie_embeddings,
+        left_out={
+            "biases": biases,
+            "norms": exact.components["norms"],
+            "positional": exact.components["positional"],
+        },
+    )  # fmt: skip
+
+
+def video_tally(config: ModelConfig, name: str | None = None) -> VideoTally:
+    """The video's tally of factscope's transformer built from `config`: queries, keys and
+    values at their real widths (grouped-query attention shares keys and values across
+    heads), the gate as its own row in a gated MLP, the unembedding counted on its own."""
+    exact = count_params(config, name)
+    q_width = config.n_heads * config.d_head
+    qk_norms = config.n_layers * 2 * config.d_head if config.qk_norm else 0
+    return _tally(
+        exact.name, vocab=config.vocab_size, d=config.d_model, layers=config.n_layers,
+        q_width=q_width, kv_width=config.n_kv_heads * config.d_head, d_mlp=config.d_mlp,
+        gated=config.gated_mlp, tied=config.tie_embeddings,
+        left_out={"norms": exact.components["norms"] + qk_norms},
+    )  # fmt: skip
+
+
+def video_tally_named(name: str) -> VideoTally:
+    """The video's tally of a classic GPT by name, e.g. "gpt3"."""
+    config = NAMED_CONFIGS.get(name)
+    if config is None:
+        raise FactscopeError(f"unknown config {name!r}; known configs: {', '.join(NAMED_CONFIGS)}")
+    return video_tally_gpt(config, name)
