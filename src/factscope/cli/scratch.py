@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -70,7 +70,8 @@ def explain_layer(
 ) -> None:
     """One token's trip through one block: norm, Q/K/V, attention weights, MLP, residual adds,
     each read from the model's hook sites."""
-    from factscope.scratch.explain import explain_layer as trip_through, layer_lines
+    from factscope.scratch.explain import explain_layer as trip_through
+    from factscope.scratch.explain import layer_lines
 
     if not prompt.strip():
         raise FactscopeError("the prompt is empty; give some text")
@@ -105,10 +106,19 @@ def corpus(
     force: ForceOpt = False,
 ) -> None:
     """A corpus of made-up people, biographies and QA pairs (Physics of LMs 3.1 style)."""
-    from factscope.scratch.corpus import CORPUS_FILES, CorpusSettings, make_corpus, write_corpus
+    from factscope.scratch.corpus import (
+        CORPUS_FILES,
+        REGIMES,
+        CorpusSettings,
+        Regime,
+        make_corpus,
+        write_corpus,
+    )
 
+    if regime not in REGIMES:
+        raise FactscopeError(f"--regime {regime!r} is unknown; use single or multi")
     settings = CorpusSettings(
-        people, regime, bios_per_person, qa_fraction, fullname, eval_people, seed  # type: ignore[arg-type]
+        people, cast(Regime, regime), bios_per_person, qa_fraction, fullname, eval_people, seed
     )
     made = make_corpus(settings)
     paths = out_files(out_dir, list(CORPUS_FILES), force)
@@ -187,14 +197,18 @@ def train_command(
         provenance["init"] = init
     else:
         tokenizer = _run_tokenizer(out_dir if resume else None, docs, tokenizer_data, vocab_size)
-        cfg = model_config(preset, vocab_size, context, mlp)
+        # BPE stops merging when the corpus runs out of pairs: size the embedding to the
+        # vocabulary it reached (rounded up to a multiple of 64), not the one asked for
+        cfg = model_config(preset, -(-tokenizer.vocab_size // 64) * 64, context, mlp)
     spec = RunSpec(
         out_dir, cfg, train_cfg, tokenizer, docs, eval_docs,
         data_files={"train": str(data), "eval": str(eval_data) if eval_data else ""},
         init_state=init_state, provenance=provenance, device=str(target),
     )  # fmt: skip
     result = train(spec, resume=resume, force=force, stop_after=stop_after, progress=True)
-    fig = loss_curve(result.history.to_dict(), title=f"{out_dir.name}: {result.parameters:,} params")
+    fig = loss_curve(
+        result.history.to_dict(), title=f"{out_dir.name}: {result.parameters:,} params"
+    )
     fig.savefig(out_dir / "loss.png", dpi=120, bbox_inches="tight")
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}
     write_json(out_dir / "result.json", summary)
@@ -231,7 +245,9 @@ def knowledge(
     corpus_dir: Annotated[Path, typer.Option("--corpus", help="Folder from `factscope corpus`.")],
     model: ModelOpt = "gemma-3-270m",
     limit: Annotated[int | None, typer.Option(min=1, help="Questions per split at most.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the JSON.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the JSON.")
+    ] = None,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     as_json: JsonOpt = False,

@@ -38,77 +38,105 @@ from typing import Any, Literal
 from factscope.errors import FactscopeError
 
 Regime = Literal["single", "multi"]
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 REGIMES: tuple[str, ...] = ("single", "multi")
 
 FIRST_NAMES = {
-    "he": (
+    "he": _words(
         "Aaron Abel Adrian Alden Amos Anson Arlo Barrett Basil Bennett Brody Caleb Cassius "
         "Clement Cyrus Dalton Damon Darius Declan Dorian Easton Elias Emmett Ezra Felix Flynn "
         "Gideon Grady Harlan Hugo Ignatius Jasper Jonah Kai Keegan Lachlan Leland Lorcan "
         "Magnus Milo Nolan Orson Otto Percival Quentin Rafferty Rhys Roscoe Silas Soren "
         "Tobias Upton Vaughn Wendell Wyatt Xavier Yannick Zane"
-    ).split(),
-    "she": (
+    ),
+    "she": _words(
         "Ada Adelaide Alma Amara Anya Ariadne Beatrix Bianca Briony Calla Carys Celeste "
         "Clementine Dahlia Delphine Edith Elowen Esme Fern Freya Greer Hazel Imogen Ingrid "
         "Isadora Juniper Kestrel Lark Linnea Lorelei Maeve Marigold Mireille Nadia Nell "
         "Odette Ophelia Petra Phoebe Quilla Rosalind Saoirse Selene Sloane Tamsin Thea "
         "Ursula Vesper Wilhelmina Winona Xanthe Yara Zelda Zinnia"
-    ).split(),
+    ),
 }
-MIDDLE_NAMES = (
+MIDDLE_NAMES = _words(
     "Ash Bay Blair Brook Cedar Dale Ellis Finch Gray Haven Jude Kit Lane Lee Marsh Noel "
     "Oak Paige Quinn Reed Rowan Sage Shea Sky Tate Vale West Wren"
-).split()
-LAST_NAMES = (
+)
+LAST_NAMES = _words(
     "Abernathy Ashdown Bellweather Blackwood Bramble Calloway Carrow Cobbold Darrow Dunmore "
     "Eastwick Ellery Fairchild Farrow Galloway Gilchrist Hallett Hawthorne Holloway Ingram "
     "Jessup Kettering Kinsley Lockhart Lowther Marchbank Merriweather Northcott Oakhurst "
     "Pemberton Penhallow Quarrie Radcliffe Redgrave Rook Saltmarsh Sherwood Stanhope "
     "Thackeray Thornbury Underhill Vance Wainwright Whitlock Winterbourne Yardley Yelland"
-).split()
+)
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "birth_year": tuple(str(y) for y in range(1950, 2000)),
-    "birth_city": tuple(
-        (
-            "Aberdeen Albany Anchorage Antwerp Asheville Austin Bergen Bilbao Bologna Boston "
-            "Bristol Brno Cardiff Cork Dayton Denver Dresden Dublin Durban Eugene Fresno Geneva "
-            "Ghent Graz Halifax Hamburg Helsinki Houston Kyoto Leeds Leipzig Lima Lisbon "
-            "Lyon Madison Malmo Memphis Milan Montreal Munich Nantes Oslo Ottawa Perth Porto "
-            "Quebec Reno Riga Salem Seattle Seville Tampa Toledo Tucson Turin Utrecht "
-            "Valencia Vienna Zurich"
-        ).split()
+    "birth_city": _words(
+        "Aberdeen Albany Anchorage Antwerp Asheville Austin Bergen Bilbao Bologna Boston "
+        "Bristol Brno Cardiff Cork Dayton Denver Dresden Dublin Durban Eugene Fresno Geneva "
+        "Ghent Graz Halifax Hamburg Helsinki Houston Kyoto Leeds Leipzig Lima Lisbon "
+        "Lyon Madison Malmo Memphis Milan Montreal Munich Nantes Oslo Ottawa Perth Porto "
+        "Quebec Reno Riga Salem Seattle Seville Tampa Toledo Tucson Turin Utrecht "
+        "Valencia Vienna Zurich"
     ),
     "university": (
-        "Harrow Institute of Technology", "Northfield University", "Eastbrook College",
-        "Westmere University", "the University of Alder Vale", "Kingsbridge University",
-        "Silverlake Polytechnic", "Redcliff University", "Stonegate College",
-        "the University of Marrow Bay", "Brightwater Institute", "Oakridge University",
-        "Highmoor College", "the University of Fenwick", "Larkspur University",
-        "Ravenhill Institute", "Copperfield University", "Glenmorrow College",
-        "Ashbourne University", "the University of Tidewater",
-    ),  # fmt: skip
-    "major": tuple(
-        (
-            "architecture astronomy biology chemistry classics communications economics "
-            "engineering geology history linguistics mathematics medicine music nursing "
-            "philosophy physics psychology sociology statistics"
-        ).split()
+        "Harrow Institute of Technology",
+        "Northfield University",
+        "Eastbrook College",
+        "Westmere University",
+        "the University of Alder Vale",
+        "Kingsbridge University",
+        "Silverlake Polytechnic",
+        "Redcliff University",
+        "Stonegate College",
+        "the University of Marrow Bay",
+        "Brightwater Institute",
+        "Oakridge University",
+        "Highmoor College",
+        "the University of Fenwick",
+        "Larkspur University",
+        "Ravenhill Institute",
+        "Copperfield University",
+        "Glenmorrow College",
+        "Ashbourne University",
+        "the University of Tidewater",
+    ),
+    "major": _words(
+        "architecture astronomy biology chemistry classics communications economics "
+        "engineering geology history linguistics mathematics medicine music nursing "
+        "philosophy physics psychology sociology statistics"
     ),
     "employer": (
-        "Pinecrest Labs", "Bluehaven Foods", "Orbital Freight", "Kestrel Bank",
-        "Granite Insurance", "Lumen Pharmaceuticals", "Harbor Logistics", "Vantage Motors",
-        "Cobalt Software", "Meadow Energy", "Summit Airlines", "Tessellate Games",
-        "Ironleaf Construction", "Nimbus Telecom", "Driftwood Media", "Quarry Steel",
-        "Sable Textiles", "Beacon Hospitals", "Foxglove Retail", "Tandem Robotics",
-    ),  # fmt: skip
-    "sport": tuple(
-        (
-            "archery badminton baseball basketball bowling boxing cricket cycling fencing "
-            "football golf handball hockey judo rowing rugby sailing skiing squash surfing "
-            "swimming tennis volleyball wrestling"
-        ).split()
+        "Pinecrest Labs",
+        "Bluehaven Foods",
+        "Orbital Freight",
+        "Kestrel Bank",
+        "Granite Insurance",
+        "Lumen Pharmaceuticals",
+        "Harbor Logistics",
+        "Vantage Motors",
+        "Cobalt Software",
+        "Meadow Energy",
+        "Summit Airlines",
+        "Tessellate Games",
+        "Ironleaf Construction",
+        "Nimbus Telecom",
+        "Driftwood Media",
+        "Quarry Steel",
+        "Sable Textiles",
+        "Beacon Hospitals",
+        "Foxglove Retail",
+        "Tandem Robotics",
+    ),
+    "sport": _words(
+        "archery badminton baseball basketball bowling boxing cricket cycling fencing "
+        "football golf handball hockey judo rowing rugby sailing skiing squash surfing "
+        "swimming tennis volleyball wrestling"
     ),
 }
 
@@ -207,7 +235,7 @@ def make_people(n: int, rng: random.Random) -> list[Person]:
     if n > n_names // 2:
         raise FactscopeError(f"--people {n} is too many; at most {n_names // 2} distinct names")
     seen: set[str] = set()
-    people = []
+    people: list[Person] = []
     while len(people) < n:
         pronoun = rng.choice(("he", "she"))
         name = " ".join(

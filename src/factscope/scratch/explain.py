@@ -142,7 +142,7 @@ def basics_forward(
 
 def basics_lines(result: BasicsForward) -> list[str]:
     """The forward pass written out as lines of checkable arithmetic."""
-    x = ", ".join(f"{n}={_num(v, 1)}" for n, v in zip(INPUT_NAMES, result.inputs))
+    x = ", ".join(f"{n}={_num(v, 1)}" for n, v in zip(INPUT_NAMES, result.inputs, strict=True))
     lines = [f"inputs: {x}", "", "hidden layer (weighted sum + bias, then ReLU = max(0, x)):"]
     for h in result.hidden:
         lines.append(f"  {h.name}: {h.arithmetic()}")
@@ -344,59 +344,71 @@ def explain_layer(
 
     def step(name: str, site: str, note: str = "", values: Tensor | None = None) -> Step:
         full = cache[site]
-        shown = row(site) if values is None else values
+        shown = row(site) if values is None else values.float().flatten()
         return Step(name, site, list(full.shape), _round(shown[:n_values]), note)
 
+    post = ", then its post-norm" if model.cfg.post_norms else ""
+    rotated = "after QK-norm and RoPE" if model.cfg.qk_norm else "after RoPE"
     with torch.no_grad():
         resid_pre = cache[f"{prefix}.resid_pre"]
         attn_in = block.attn_norm(resid_pre)
         mlp_in = block.mlp_norm(cache[f"{prefix}.resid_mid"])
+
+    def head_step(name: str, site: str, head_index: int) -> Step:
+        return step(name, f"{prefix}.{site}", values=cache[f"{prefix}.{site}"][0, t, head_index])
+
+    rms = float(resid_pre[0, t].float().pow(2).mean().sqrt())
     steps = [
         step("residual stream in", f"{prefix}.resid_pre", "what earlier layers wrote"),
         Step(
-            "RMS norm before attention", "", list(attn_in.shape),
+            "RMS norm before attention",
+            "",
+            list(attn_in.shape),
             _round(attn_in[0, t, :n_values].float()),
-            f"x / rms(x) * weight; rms = {float(resid_pre[0, t].float().pow(2).mean().sqrt()):.4f}",
-        ),  # fmt: skip
-        step("query (head 0, after RoPE)", f"{prefix}.attn.q", values=cache[f"{prefix}.attn.q"][0, t, head].float()),
-        step("key (kv head 0, after RoPE)", f"{prefix}.attn.k", values=cache[f"{prefix}.attn.k"][0, t, 0].float()),
-        step("value (kv head 0)", f"{prefix}.attn.v", values=cache[f"{prefix}.attn.v"][0, t, 0].float()),
-    ]  # fmt: skip
+            f"x / rms(x) * weight; rms = {rms:.4f}",
+        ),
+        head_step(f"query (head 0, {rotated})", "attn.q", head),
+        head_step(f"key (kv head 0, {rotated})", "attn.k", 0),
+        head_step("value (kv head 0)", "attn.v", 0),
+    ]
     pattern = cache[f"{prefix}.attn.pattern"][0, head, t, : t + 1].float()  # (t+1,)
     steps.append(
         Step(
-            "attention weights (head 0) over tokens 0..t", f"{prefix}.attn.pattern",
-            list(cache[f"{prefix}.attn.pattern"].shape), _round(pattern),
+            "attention weights (head 0) over tokens 0..t",
+            f"{prefix}.attn.pattern",
+            list(cache[f"{prefix}.attn.pattern"].shape),
+            _round(pattern),
             f"softmax of q·k / sqrt(dh); sums to {float(pattern.sum()):.4f}; largest on "
             f"{labels[int(pattern.argmax())]!r}",
-        )  # fmt: skip
+        )
     )
+    mlp_in_row = _round(mlp_in[0, t, :n_values].float())
     steps += [
-        step("per-head mix of values (head 0)", f"{prefix}.attn.z", values=cache[f"{prefix}.attn.z"][0, t, head].float()),
-        step("attention output", f"{prefix}.attn.out", "o_proj of all heads' mixes"),
+        head_step("per-head mix of values (head 0)", "attn.z", head),
+        step("attention output", f"{prefix}.attn.out", "o_proj of all heads' mixes" + post),
         step("residual after attention (+)", f"{prefix}.resid_mid", "resid_in + attention output"),
-        Step("RMS norm before the MLP", "", list(mlp_in.shape), _round(mlp_in[0, t, :n_values].float())),
-    ]  # fmt: skip
+        Step("RMS norm before the MLP", "", list(mlp_in.shape), mlp_in_row),
+    ]
     if block.mlp.gated:
         steps.append(step("MLP gate (pre-activation)", f"{prefix}.mlp.gate"))
     steps.append(step("MLP up", f"{prefix}.mlp.up"))
-    post = row(f"{prefix}.mlp.post")
-    active = float((post > 0).float().mean()) if model.cfg.activation == "relu" else None
+    neurons = row(f"{prefix}.mlp.post")
+    active = float((neurons > 0).float().mean()) if model.cfg.activation == "relu" else None
     note = f"{model.cfg.activation}" + (" (gate) * up" if block.mlp.gated else "")
     if active is not None:
         note += f"; {active:.0%} of neurons positive"
     steps += [
         step("MLP neurons (activation)", f"{prefix}.mlp.post", note),
-        step("MLP output (down)", f"{prefix}.mlp.out", "down_proj of the neurons"),
+        step("MLP output (down)", f"{prefix}.mlp.out", "down_proj of the neurons" + post),
         step("residual after the MLP (+)", f"{prefix}.resid_post", "resid_mid + MLP output"),
     ]
     resid_mid = cache[f"{prefix}.resid_mid"]
     checks = {
         "resid_mid - (resid_pre + attn.out)": float(
-            (resid_mid - resid_pre - cache[f"{prefix}.attn.out"]).abs().max()
+            (resid_mid - (resid_pre + cache[f"{prefix}.attn.out"])).abs().max()
         ),
         "resid_post - (resid_mid + mlp.out)": float(
-            (cache[f"{prefix}.resid_post"] - resid_mid - cache[f"{prefix}.mlp.out"]).abs().max()
+            (cache[f"{prefix}.resid_post"] - (resid_mid + cache[f"{prefix}.mlp.out"])).abs().max()
         ),
     }
     return LayerTrip(lm.name, prompt, layer, t, labels, steps, checks)

@@ -51,7 +51,7 @@ def answer_correct(
         answers = [tokenizer.encode(" " + q.answer, add_bos=False) for q in chunk]
         rows = [p + a for p, a in zip(prompts, answers, strict=True)]
         T = max(len(r) for r in rows)
-        if T > model.cfg.context_length:
+        if model.cfg.context_length < T:
             raise FactscopeError(
                 f"a question is {T} tokens, longer than the model's context of "
                 f"{model.cfg.context_length}"

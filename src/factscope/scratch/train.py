@@ -127,7 +127,9 @@ def read_documents(path: Path) -> list[str]:
         try:
             lines = [str(json.loads(line)["text"]) for line in lines]
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise FactscopeError(f"{path}: every line must be a JSON object with a 'text'") from None
+            raise FactscopeError(
+                f"{path}: every line must be a JSON object with a 'text'"
+            ) from None
     if not lines:
         raise FactscopeError(f"{path} holds no documents; it is empty")
     return lines
@@ -324,9 +326,7 @@ def check_spec(spec: RunSpec) -> None:
             f"{cfg.vocab_size}; they must agree"
         )
     if t.warmup_steps >= t.steps:
-        raise FactscopeError(
-            f"--warmup {t.warmup_steps} must be less than --steps {t.steps}"
-        )
+        raise FactscopeError(f"--warmup {t.warmup_steps} must be less than --steps {t.steps}")
     if not spec.train_docs:
         raise FactscopeError("the training data holds no documents")
 
@@ -471,7 +471,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            history.lr.append(scheduler.get_last_lr()[0])
+            history.lr.append(float(scheduler.get_last_lr()[0]))
             optimizer.step()
             scheduler.step()
             history.step.append(step + 1)
