@@ -65,13 +65,13 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(
             "neurons",
             "factscope.read.neurons",
-            ("top_neurons",),
+            ("find_neurons", "NeuronsResult"),
             "the neurons that write the answer",
         ),
         Capability(
             "superposition",
             "factscope.read.superposition",
-            ("nearly_orthogonal",),
+            ("run_jl", "JLResult"),
             "many nearly-perpendicular directions in few dimensions",
         ),
         Capability("probe", "factscope.study.probe", ("probe_layers",), "linear probes"),
@@ -81,7 +81,12 @@ CAPABILITIES: dict[str, Capability] = {
             ("edit",),
             "rank-one edits of a fact, with undo",
         ),
-        Capability("train", "factscope.scratch.train", ("train",), "training from scratch"),
+        Capability(
+            "train",
+            "factscope.scratch.train",
+            ("train", "load_run_record"),
+            "training from scratch",
+        ),
     )
 }
 

@@ -399,6 +399,8 @@ def create_app(
         check_model(body.model)
         params = body.model_dump(exclude={"model"})
         encode(params["prompt"])
+        if params.get("subject"):  # say now, not from inside the job, that it is not there
+            host.lm.tokenizer.find_subject_span(params["prompt"], params["subject"])
         key = (host.name, host.revision, kind, json.dumps(params, sort_keys=True))
         run = job_kinds[kind].body
         job = jobs.submit(kind, params, key, lambda context: plain_json(run(host, params, context)))
