@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -44,7 +44,7 @@ from factscope.errors import FactscopeError
 from factscope.hooks import HookFn, hooks, run_with_cache
 from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
-from factscope.model import MLP, KVCache, Transformer
+from factscope.model import MLP, Block, KVCache, Transformer
 from factscope.read.names import Variant, build_variants, names_data, replace_subject
 from factscope.tokenizer import Tokenizer
 
@@ -314,7 +314,7 @@ def ablated_answer_probs(
     *,
     batch_size: int = 64,
     count: ForwardCount | None = None,
-    progress: Iterator[Any] | Any = None,
+    progress: Any = None,
 ) -> Tensor:
     """p(answer) with each row's neurons set to `values` (L, F) at token `position`: (R,).
 
@@ -556,7 +556,8 @@ def read_tokens(
     """Tokens whose embeddings align best (cosine) with each input row (n, D) of an MLP:
     the row is applied to mlp_norm(x), so its direction in embedding space is g_mlp * row."""
     weight = model.embedding.weight.float()  # (V, D)
-    gains = torch.stack([model.blocks[layer].mlp_norm.weight.float() for layer in layers])  # (n, D)
+    blocks = [cast(Block, model.blocks[layer]) for layer in layers]
+    gains = torch.stack([b.mlp_norm.weight.float() for b in blocks])  # (n, D)
     directions = rows.float() * gains  # (n, D)
     norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-12)  # (V,)
     cos = (weight @ directions.T) / norms[:, None] / torch.linalg.vector_norm(directions, dim=1)
@@ -641,7 +642,7 @@ def find_neurons(
     ig_steps: int = 20,
     variants: list[tuple[str, str]] | None = None,
     ks: Sequence[int] | None = None,
-    max_k: int = 200,
+    max_k: int | None = None,
     draws: int = 5,
     modes: Sequence[AblationMode] = ABLATION_MODES,
     n_tokens: int = 8,
@@ -652,21 +653,22 @@ def find_neurons(
     """Score every MLP neuron for the fact in `prompt` and read the `top` ones up close.
 
     `answer` defaults to the model's prediction; `variants` to names built from the shipped
-    list (no AND test when the subject is one word and none are given).
+    list (no AND test when the subject is one word and none are given). The ablation curve
+    runs k in `ks`, or `default_ks(max_k)` (max_k: 200, or every neuron if fewer).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     cfg = model.cfg
     n_neurons = cfg.n_layers * cfg.d_mlp
     if not 1 <= top <= n_neurons:
         raise FactscopeError(f"--top {top} is out of range; choose 1..{n_neurons} neurons")
-    ks = list(ks) if ks is not None else default_ks(max_k)
+    tokens = encode_prompt(model, tokenizer, prompt)
+    span = tokenizer.find_subject_span(prompt, subject)
+    ks = list(ks) if ks is not None else default_ks(min(200, n_neurons) if max_k is None else max_k)
     bad = [k for k in ks if not 1 <= k <= n_neurons]
     if bad:
         raise FactscopeError(
             f"k = {bad[0]} is out of range; ablate between 1 and {n_neurons} neurons"
         )
-    tokens = encode_prompt(model, tokenizer, prompt)
-    span = tokenizer.find_subject_span(prompt, subject)
     target = (
         answer_token(tokenizer, answer)
         if answer is not None
@@ -792,7 +794,7 @@ def find_neurons(
         clean_p=clean_p,
         clean_logit=float(clean_logits[target.id]),
         methods=methods,
-        scores={pos: s.float().tolist() for pos, s in scores.items()},
+        scores={pos: s.tolist() for pos, s in scores.items()},
         mlp_dla=dla.mlp,
         layer_sums=sums.tolist(),
         sum_rel_error=rel,

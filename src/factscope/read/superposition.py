@@ -56,6 +56,15 @@ NEAR_LOW, NEAR_HIGH = 89.0, 91.0  # the video's "between 89 and 91 degrees"
 
 Progress = Callable[[int], None]  # called with the number of steps just done
 
+# The penalty on each |dot product| past the cutoff: the scene code's, and a variant.
+LOSSES: dict[str, int] = {"scene": 1, "squared": 2}  # name -> power of relu(|D| - c)
+LOSS_MEANING = {
+    "scene": "relu(|G - I| - c), summed: the scene code's loss (L1: for N > d it drives a "
+    "few pairs parallel so that the rest can sit within c of perpendicular)",
+    "squared": "relu(|G - I| - c)^2, summed: a variant that spreads the overlap evenly, "
+    "towards the Welch bound",
+}
+
 
 # ---- bounds -------------------------------------------------------------------------------
 
@@ -197,7 +206,7 @@ def jl_step_flops(n: int, dim: int) -> float:
 
 
 def video_loss_and_grad(
-    v: Tensor, cutoff: float = VIDEO_CUTOFF, block: int = 512
+    v: Tensor, cutoff: float = VIDEO_CUTOFF, block: int = 512, power: int = 1
 ) -> tuple[float, Tensor]:
     """The scene code's loss at `v` (N, d) and its gradient (N, d), without autograd and
     without ever holding the N x N Gram matrix.
@@ -205,9 +214,15 @@ def video_loss_and_grad(
     For the row block I = [a, b) and the columns j >= a it forms G = V_I V_{a:}^T, the
     soft-thresholded deviation T = D - clamp(D, -c, c) of D = G - I from the identity, and
     S = sign(T), the derivative of relu(|D| - c). Only pairs i <= j are kept: the part of
-    the block left of the diagonal is zeroed and the diagonal halved, and each kept entry
-    sends its gradient both ways (to row i from v_j and to row j from v_i).
+    the block left of the diagonal is zeroed and the diagonal of S halved, and each kept
+    entry sends its gradient both ways (to row i from v_j and to row j from v_i).
+
+    `power` 1 is the scene code. `power` 2 squares the penalty, relu(|D| - c)^2 (S = 2T): a
+    variant, not the video's, that spreads the overlap over all pairs instead of piling it
+    onto a few (see `LOSSES`).
     """
+    if power not in (1, 2):
+        raise FactscopeError(f"power must be 1 (the scene code) or 2 (got {power})")
     n = v.shape[0]
     grad = torch.zeros_like(v)
     squared_norms = (v * v).sum(dim=1)  # (N,) = diag G
@@ -218,14 +233,20 @@ def video_loss_and_grad(
         rows = v[a:b]  # (B, d)
         tail = v[a:]  # (M, d), M = N - a
         t = rows @ tail.T  # (B, M): dot products of the block's rows with rows a..N-1
-        softshrink(t, cutoff, out=t)  # type: ignore[call-arg]  # in place: t - clamp(t, -c, c), the deviation past c
+        softshrink(t, cutoff, out=t)  # type: ignore[call-arg]  # in place: t - clamp(t, -c, c)
         own = t[:, : b - a]  # (B, B) view: pairs inside the block
-        own.diagonal().copy_(norm_error[a:b] - norm_error[a:b].clamp(-cutoff, cutoff))
+        diagonal = norm_error[a:b] - norm_error[a:b].clamp(-cutoff, cutoff)
+        own.diagonal().copy_(diagonal)
         own.triu_()  # pairs j < i are counted from row j's block
+        # Every pair i < j appears twice in the scene code's sum over (i, j); i = j once.
+        norm = torch.linalg.vector_norm
+        if power == 1:
+            loss += 2.0 * float(norm(t, ord=1)) - float(norm(diagonal, ord=1))
+            t.sign_()  # (B, M): S, the derivative of relu(|D| - c)
+        else:
+            loss += 2.0 * float(norm(t).square()) - float(norm(diagonal).square())
+            t.mul_(2.0)  # (B, M): S = 2 T, the derivative of relu(|D| - c)^2
         own.diagonal().mul_(0.5)  # the diagonal is sent "both ways" below: halve it
-        loss += 2.0 * float(torch.linalg.vector_norm(t, ord=1))
-        t.sign_()  # (B, M): S, the derivative of relu(|D| - c)
-        own.diagonal().mul_(0.5)  # halve the diagonal again, now of S
         grad[a:b] += 2.0 * (t @ tail)  # (B, d): each row i gets S_ij v_j
         grad[a:] += 2.0 * (t.T @ rows)  # (M, d): each row j gets S_ij v_i
     loss += n * float(norm_error.square().sum())
@@ -240,6 +261,7 @@ def optimize_directions(
     lr: float = VIDEO_LR,
     cutoff: float = VIDEO_CUTOFF,
     block: int = 512,
+    power: int = 1,
     progress: Progress | None = None,
 ) -> tuple[Tensor, list[float]]:
     """Run the scene code's optimisation from `start` (N, d): Adam (PyTorch defaults,
@@ -252,7 +274,7 @@ def optimize_directions(
     losses: list[float] = []
     for _ in range(steps):
         with torch.no_grad():
-            loss, grad = video_loss_and_grad(v.detach(), cutoff, block)
+            loss, grad = video_loss_and_grad(v.detach(), cutoff, block, power)
         v.grad = grad
         optimizer.step()
         losses.append(loss)
@@ -272,6 +294,7 @@ class JLResult:
     lr: float
     cutoff: float
     seed: int
+    loss: str  # a key of LOSSES
     before: AngleStats
     after: AngleStats
     losses: list[float]
@@ -299,6 +322,8 @@ class JLResult:
             "lr": self.lr,
             "cutoff": self.cutoff,
             "seed": self.seed,
+            "loss": self.loss,
+            "loss_meaning": LOSS_MEANING[self.loss],
             "welch_bound": self.welch_bound,
             "frame_bound": self.frame_bound,
             "rms_bound": self.rms_bound,
@@ -342,6 +367,7 @@ def run_jl(
     lr: float = VIDEO_LR,
     cutoff: float = VIDEO_CUTOFF,
     seed: int = 0,
+    loss: str = "scene",
     block: int = 512,
     progress: Progress | None = None,
 ) -> JLResult:
@@ -351,20 +377,27 @@ def run_jl(
 
     if n < 2 or dim < 1:
         raise FactscopeError(f"need at least 2 vectors and 1 dimension (got n={n}, dim={dim})")
+    power = _power(loss)
     start = random_directions(n, dim, seed)
     before = angle_stats(start)
     began = time.perf_counter()
     final, losses = optimize_directions(
-        start, steps, lr=lr, cutoff=cutoff, block=block, progress=progress
+        start, steps, lr=lr, cutoff=cutoff, block=block, power=power, progress=progress
     )
     seconds = time.perf_counter() - began
     after = angle_stats(final)
     return JLResult(
-        n=n, dim=dim, steps=steps, lr=lr, cutoff=cutoff, seed=seed, before=before,
+        n=n, dim=dim, steps=steps, lr=lr, cutoff=cutoff, seed=seed, loss=loss, before=before,
         after=after, losses=losses, welch_bound=welch_bound(n, dim),
         frame_bound=frame_bound(n, dim), seconds=seconds,
         notes=jl_notes(before, after, n, dim),
     )  # fmt: skip
+
+
+def _power(loss: str) -> int:
+    if loss not in LOSSES:
+        raise FactscopeError(f"--loss {loss!r} is not valid; use one of {', '.join(LOSSES)}")
+    return LOSSES[loss]
 
 
 # ---- capacity -----------------------------------------------------------------------------
@@ -409,6 +442,7 @@ class CapacityResult:
     seed: int
     points: list[CapacityPoint]
     method: str
+    loss: str = "scene"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -421,6 +455,7 @@ class CapacityResult:
             "tolerance": self.tolerance,
             "seed": self.seed,
             "method": self.method,
+            "loss": self.loss,
             "points": [asdict(p) for p in self.points],
         }
 
@@ -431,7 +466,7 @@ class CapacityResult:
 
 
 CAPACITY_METHOD = (
-    "For each (eps, d): the scene code's loss with its cutoff set to eps, Adam at lr 0.01, "
+    "For each (eps, d): the loss below with its cutoff set to eps, Adam at lr 0.01, "
     "from random unit vectors (seeded); a trial with N vectors succeeds when every pair of "
     "the normalised result has |cos| <= eps. N is searched by doubling from d, then by "
     "bisection on log N until the bracket is within the tolerance; the upper end of the "
@@ -440,10 +475,10 @@ CAPACITY_METHOD = (
 )
 
 
-def _fits(n: int, dim: int, eps: float, steps: int, lr: float, seed: int) -> float:
+def _fits(n: int, dim: int, eps: float, steps: int, lr: float, seed: int, power: int) -> float:
     """The max |cos| the optimiser reaches for `n` directions in `dim` dimensions."""
     start = random_directions(n, dim, seed)
-    final, _ = optimize_directions(start, steps, lr=lr, cutoff=eps)
+    final, _ = optimize_directions(start, steps, lr=lr, cutoff=eps, power=power)
     return max_abs_cos(final)
 
 
@@ -456,6 +491,7 @@ def capacity_point(
     max_n: int = 2000,
     tolerance: float = 0.1,
     seed: int = 0,
+    loss: str = "scene",
     progress: Callable[[str], None] | None = None,
 ) -> CapacityPoint:
     """The largest N (up to `max_n`) for which the optimiser gets every |cos| <= eps in
@@ -466,7 +502,7 @@ def capacity_point(
     trials: list[tuple[int, float]] = []
 
     def ok(n: int) -> bool:
-        achieved = _fits(n, dim, eps, steps, lr, seed)
+        achieved = _fits(n, dim, eps, steps, lr, seed, _power(loss))
         trials.append((n, achieved))
         if progress is not None:
             progress(f"eps {eps}, d {dim}: N {n} -> max|cos| {achieved:.4f}")
@@ -505,6 +541,7 @@ def capacity_curve(
     max_n: int = 2000,
     tolerance: float = 0.1,
     seed: int = 0,
+    loss: str = "scene",
     progress: Callable[[str], None] | None = None,
 ) -> CapacityResult:
     """`capacity_point` for every eps and dimension (see `CAPACITY_METHOD`)."""
@@ -518,14 +555,20 @@ def capacity_curve(
     points = [
         capacity_point(
             e, d, steps=steps, lr=lr, max_n=max_n, tolerance=tolerance, seed=seed,
-            progress=progress,
+            loss=loss, progress=progress,
         )
         for e in eps_list
         for d in dim_list
     ]  # fmt: skip
+    method = f"{CAPACITY_METHOD} Loss: {LOSS_MEANING[_power_name(loss)]}."
     return CapacityResult(
-        eps_list, dim_list, steps, lr, max_n, tolerance, seed, points, CAPACITY_METHOD
+        eps_list, dim_list, steps, lr, max_n, tolerance, seed, points, method, loss
     )
+
+
+def _power_name(loss: str) -> str:
+    _power(loss)
+    return loss
 
 
 # ---- a real model's directions ------------------------------------------------------------
