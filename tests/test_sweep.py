@@ -148,3 +148,18 @@ def test_ray_backend_gives_the_same_records(tmp_path: Path) -> None:
         assert sorted(r["id"] for r in read_records(tmp_path / "ray")) == [r["id"] for r in local]
     finally:
         ray.shutdown()
+
+
+def test_numpy_arrays_are_stored_beside_the_records(tmp_path: Path) -> None:
+    import numpy as np
+
+    from factscope.study.sweep import load_arrays
+
+    def with_array(item: dict[str, object]) -> dict[str, object]:
+        x = int(item["x"])  # type: ignore[call-overload]
+        return {"x": x, "acts": np.full((2, 3), x, dtype=np.float32)}
+
+    records = run_sweep(tmp_path, items(4), with_array, meta=META, progress=False)
+    assert records[2]["arrays"] == "arrays/n__0002.npz" and records[2]["array_keys"] == ["acts"]
+    np.testing.assert_array_equal(load_arrays(tmp_path, records[2])["acts"], np.full((2, 3), 2))
+    assert load_arrays(tmp_path, {"id": "none"}) == {}

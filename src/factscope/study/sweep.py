@@ -5,6 +5,7 @@ run directory, written the moment it is done:
 
     run_dir/run.json       what made the run: task, model, dataset, options, command, code version
     run_dir/records.jsonl  one line per finished fact, {"id": ..., ...}, appended and flushed
+    run_dir/arrays/        per-fact numpy arrays (activations), when the work returns any
 
 Running the same sweep again resumes: facts whose id is already in records.jsonl are skipped,
 so killing a run loses at most the facts in flight (a half-written last line is dropped).
@@ -30,6 +31,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from factscope import __version__
 from factscope.errors import FactscopeError
 
@@ -39,6 +42,7 @@ BatchFn = Callable[[list[Item]], list[Record]]
 
 RUN_FILE = "run.json"
 RECORDS_FILE = "records.jsonl"
+ARRAYS_DIR = "arrays"
 # meta keys that describe how a run was started, not what it computes: they may differ on resume
 VOLATILE_META = ("command", "code_version", "started", "backend", "n_items")
 
@@ -88,6 +92,31 @@ def read_records(run_dir: Path) -> list[Record]:
                 seen.add(record["id"])
                 records.append(record)
     return records
+
+
+def _store_arrays(run_dir: Path, record: Record) -> Record:
+    """Move the numpy arrays of a record into run_dir/arrays/<id>.npz (written whole, then
+    renamed, before the record is appended: a kill never leaves a record without its
+    arrays); the record keeps {"arrays": "arrays/<id>.npz", "array_keys": [...]}."""
+    arrays = {k: v for k, v in record.items() if isinstance(v, np.ndarray)}
+    if not arrays:
+        return record
+    name = f"{ARRAYS_DIR}/{record['id'].replace('/', '__')}.npz"
+    target = run_dir / name
+    target.parent.mkdir(exist_ok=True)
+    partial = target.with_suffix(".partial.npz")
+    np.savez(partial, **arrays)  # type: ignore[arg-type]
+    os.replace(partial, target)
+    rest = {k: v for k, v in record.items() if k not in arrays}
+    return {**rest, "arrays": name, "array_keys": sorted(arrays)}
+
+
+def load_arrays(run_dir: Path | str, record: Record) -> dict[str, np.ndarray]:
+    """The numpy arrays a sweep stored for `record` (empty if it has none)."""
+    if "arrays" not in record:
+        return {}
+    with np.load(Path(run_dir) / record["arrays"]) as data:
+        return {k: data[k] for k in data.files}
 
 
 def _trim_partial_line(path: Path) -> None:
@@ -234,11 +263,12 @@ def run_sweep_batches(
 ) -> list[Record]:
     """Apply `batch_fn` to the facts not yet done, `batch_size` at a time; one record per fact.
 
-    `batch_fn(batch)` returns one JSON-able dict per item of `batch`, in order (an "id" key is
-    added if missing). Records are appended to run_dir/records.jsonl and flushed as each batch
-    finishes. Returns every record of the run (resumed and new), in the order of `items`, as
-    read back from JSON, so a resumed run returns exactly what an uninterrupted one does.
-    With backend "ray", `batch_fn` must pickle (it is sent once to each actor)."""
+    `batch_fn(batch)` returns one dict per item of `batch`, each with the item's "id": JSON-able
+    values, plus numpy arrays (stored beside the records, see `load_arrays`). Records are
+    appended to run_dir/records.jsonl and flushed as each batch finishes. Returns every record
+    of the run (resumed and new), in the order of `items`, as read back from JSON, so a resumed
+    run returns exactly what an uninterrupted one does. With backend "ray", `batch_fn` must
+    pickle (it is sent once to each actor)."""
     if backend not in ("local", "ray"):
         raise FactscopeError(f"--backend {backend!r} is not known; use local or ray")
     if batch_size < 1:
@@ -271,6 +301,7 @@ def run_sweep_batches(
                     raise ValueError("a sweep record has no 'id'; return one dict per item")
                 if record["id"] not in wanted or record["id"] in done:
                     raise ValueError(f"sweep work returned an unexpected id {record['id']!r}")
+                record = _store_arrays(run_dir, record)
                 line = json.dumps(record, ensure_ascii=False)
                 done[record["id"]] = json.loads(line)
                 lines.append(line + "\n")
