@@ -74,11 +74,17 @@ CAPABILITIES: dict[str, Capability] = {
             ("run_jl", "JLResult"),
             "many nearly-perpendicular directions in few dimensions",
         ),
+        Capability(
+            "datasets",
+            "factscope.study.datasets",
+            ("list_datasets", "load_dataset"),
+            "packaged fact datasets (paraphrases, neighbours)",
+        ),
         Capability("probe", "factscope.study.probe", ("probe_layers",), "linear probes"),
         Capability(
             "edit",
             "factscope.edit",
-            ("edit",),
+            ("edit", "EditRequest", "EditHandle"),
             "rank-one edits of a fact, with undo",
         ),
         Capability(

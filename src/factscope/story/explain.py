@@ -411,6 +411,34 @@ def _ablation_figure(curve: dict[str, Any]) -> Figure:
     return fig
 
 
+# ---- 5. an edit, undone ----------------------------------------------------------------------
+
+
+def edit_chapter(context: StoryContext) -> ChapterResult:
+    from factscope.story.editing import edit_and_measure, edit_sentences
+
+    assert context.new is not None and context.answer is not None
+    record, _ = edit_and_measure(
+        context.lm, context.prompt, context.subject, context.new, context.answer,
+        progress=context.progress, keep=False,
+    )  # fmt: skip
+    context.results["edit"] = record
+    new, old = repr(context.new.strip()), repr(context.answer.strip())
+    rows = [
+        [b["kind"], b["prompt"], b["p_new"], a["p_new"], b["p_old"], a["p_old"], a["top"]]
+        for b, a in zip(record["before"], record["after"], strict=True)
+    ]
+    table = Table(
+        ["kind", "prompt", f"p({new}) before", "after", f"p({old}) before", "after", "top after"],
+        rows,
+        "Before and after the edit (undone afterwards)",
+    )
+    section = Section("Rewriting the fact", tables=[table])
+    return ChapterResult(
+        "edit", "What a rank-one edit does", edit_sentences(record), [section], record
+    )
+
+
 # ---- the registry and the page -------------------------------------------------------------------
 
 CHAPTERS: tuple[Chapter, ...] = (
@@ -418,6 +446,13 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("trace", "Where the fact is recalled", ("trace",), trace_chapter),
     Chapter("flow", "How it is moved to the last token", ("lens",), flow_chapter),
     Chapter("neurons", "Which neurons write it", ("neurons",), neurons_chapter),
+    Chapter(
+        "edit",
+        "What a rank-one edit does",
+        ("edit",),
+        edit_chapter,
+        wanted=lambda context: context.new is not None,
+    ),
 )
 
 

@@ -75,3 +75,27 @@ def trace_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> 
                 )
         traces += [r.to_dict() for r in results.values()]
     return {"traces": traces}
+
+
+def edit_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """Apply a rank-one edit to the served model (kept until undone) and measure the prompt,
+    paraphrases and neighbours before and after."""
+    from factscope.locate.prompts import encode_prompt, predicted_answer
+    from factscope.story.editing import edit_and_measure, test_prompts
+
+    context.report(0.0, "waiting for the model")
+    with host.use("job:edit", yield_to_predictions=True) as lm:
+        tokens = encode_prompt(lm.model, lm.tokenizer, request["prompt"])
+        old = request.get("old") or predicted_answer(lm.model, lm.tokenizer, tokens).text
+        probes = test_prompts(
+            request["prompt"], request["subject"], request.get("paraphrases"),
+            request.get("neighbours"),
+        )  # fmt: skip
+        record, handle = edit_and_measure(
+            lm, request["prompt"], request["subject"], request["new"], old,
+            layer=request.get("layer"), probes=probes, keep=True,
+            progress=lambda message: context.report(0.3, message),
+        )  # fmt: skip
+        summary = f"{request['subject']}: {old.strip()!r} → {request['new'].strip()!r}"
+        host.applied({"summary": summary, "layers": record["layers"]}, handle)
+    return record

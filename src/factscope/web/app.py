@@ -21,6 +21,7 @@ and a busy server answers at once ("queued" with the position, or 429) instead o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -100,6 +101,25 @@ class TraceRequest(_Request):
     _prompt = field_validator("prompt", "subject")(_not_blank)
 
 
+class EditJobRequest(_Request):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    subject: str = Field(min_length=1, max_length=200)
+    new: str = Field(min_length=1, max_length=100)
+    old: str | None = Field(None, min_length=1, max_length=100)
+    layer: int | None = Field(None, ge=0, le=1000)
+    paraphrases: list[str] | None = Field(None, max_length=8)
+    neighbours: list[str] | None = Field(None, max_length=8)
+
+    _text = field_validator("prompt", "subject", "new")(_not_blank)
+
+    @field_validator("paraphrases", "neighbours")
+    @classmethod
+    def _short(cls, prompts: list[str] | None) -> list[str] | None:
+        if prompts is not None and any(not p.strip() or len(p) > 300 for p in prompts):
+            raise ValueError("must be non-empty prompts of at most 300 characters")
+        return prompts
+
+
 JobBody = Callable[[ModelHost, dict[str, Any], JobContext], Any]
 
 
@@ -110,11 +130,13 @@ class JobKind:
     request: type[_Request]
     body: JobBody
     view: str
+    cached: bool = True  # False for jobs with side effects (an edit changes the model)
 
 
 JOB_KINDS: dict[str, JobKind] = {
     "flow": JobKind(FlowRequest, analyses.flow_job, "flow"),
     "trace": JobKind(TraceRequest, analyses.trace_job, "trace"),
+    "edit": JobKind(EditJobRequest, analyses.edit_job, "edit", cached=False),
 }
 
 
@@ -255,6 +277,7 @@ def create_app(
     host = ModelHost(lm)
     batcher = PredictBatcher(host, max_waiting=max_waiting, batching=batching)
     jobs = JobManager(max_queued=max_queued_jobs)
+    unique = itertools.count()
     predictions: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
     views = [v.name for v in available_views()]
     job_kinds = {k: kind for k, kind in JOB_KINDS.items() if kind.view in views}
@@ -401,7 +424,9 @@ def create_app(
         encode(params["prompt"])
         if params.get("subject"):  # say now, not from inside the job, that it is not there
             host.lm.tokenizer.find_subject_span(params["prompt"], params["subject"])
-        key = (host.name, host.revision, kind, json.dumps(params, sort_keys=True))
+        key: tuple[Any, ...] = (host.name, host.revision, kind, json.dumps(params, sort_keys=True))
+        if not job_kinds[kind].cached:
+            key += (next(unique),)
         run = job_kinds[kind].body
         job = jobs.submit(kind, params, key, lambda context: plain_json(run(host, params, context)))
         return JSONResponse(job.to_dict(jobs.position(job)), status_code=202)
@@ -444,6 +469,27 @@ def create_app(
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
+
+    @app.post("/api/edit/undo")
+    async def undo() -> JSONResponse:
+        if "edit" not in job_kinds:
+            raise ClientError(404, "the edit capability is not installed")
+        busy = host.busy_job()
+        if busy is not None:
+            raise ClientError(409, f"the model is busy with a {busy.removeprefix('job:')} job")
+
+        def run() -> dict[str, Any] | None:
+            with host.use("job:undo"):
+                last = host.undo_last()
+            return None if last is None else last.description
+
+        undone = await asyncio.to_thread(run)
+        if undone is None:
+            raise ClientError(409, "there is no edit to undo")
+        return JSONResponse(
+            {"undone": undone, "edits": [e.description for e in host.edits],
+             "revision": host.revision}
+        )  # fmt: skip
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:

@@ -26,6 +26,7 @@ class AppliedEdit:
 
     description: dict[str, Any]
     handle: Any  # the edit capability's handle; has undo()
+    revision_before: int  # the weights' revision the undo returns to
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ModelHost:
     holder: str | None = None  # "predict", "job:trace", ... while someone holds the model
     revision: int = 0  # bumped whenever the weights change
     edits: list[AppliedEdit] = field(default_factory=list)
+    _revisions: int = 0  # revisions handed out so far (a new edit never reuses one)
     predictions_waiting: int = 0  # set by the batcher: jobs let waiting predictions go first
 
     @property
@@ -57,6 +59,22 @@ class ModelHost:
                 yield self.lm
             finally:
                 self.holder = None
+
+    def applied(self, description: dict[str, Any], handle: Any) -> None:
+        """Record an edit just applied (call while holding the model)."""
+        self.edits.append(AppliedEdit(description, handle, self.revision))
+        self._revisions += 1
+        self.revision = self._revisions
+
+    def undo_last(self) -> AppliedEdit | None:
+        """Undo the last edit (call while holding the model): the weights are restored bit
+        for bit, so the revision goes back to the one before it and old results apply."""
+        if not self.edits:
+            return None
+        last = self.edits.pop()
+        last.handle.undo()
+        self.revision = last.revision_before
+        return last
 
     def busy_job(self) -> str | None:
         """The job holding the model now, or None (free, or serving predictions)."""

@@ -337,6 +337,53 @@ function drawTrace(traces) {
     sentences.join(" ");
 }
 
+// ---- Edit -------------------------------------------------------------------------------
+
+views.edit = {
+  init(section) {
+    const form = $("#edit-form"), undo = $("#edit-undo");
+    undo.disabled = !info.edits.length;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const record = await runJob(section, "edit", formValues(form));
+        drawEdit(record);
+        await refreshEdits();
+      } catch (error) { showError(section, error); }
+    });
+    undo.addEventListener("click", async () => {
+      showError(section, null);
+      try {
+        const {data} = await api("/api/edit/undo", {});
+        $(".job .status", section).textContent = `undone: ${data.undone.summary}`;
+        await refreshEdits();
+      } catch (error) { showError(section, error); }
+    });
+  },
+};
+
+function drawEdit(record) {
+  const rows = record.before.map((b, i) => {
+    const a = record.after[i];
+    return `<tr><td>${esc(b.kind)}</td><td>${esc(b.prompt)}</td>` +
+      `<td class="num">${fmt(b.p_new)} → ${fmt(a.p_new)}</td>` +
+      `<td class="num">${fmt(b.p_old)} → ${fmt(a.p_old)}</td>` +
+      `<td class="tok">${esc(show(b.top))} → ${esc(show(a.top))}</td></tr>`;
+  }).join("");
+  const newA = show(record.new.trim()), oldA = show(record.old.trim());
+  $("#edit-result").innerHTML =
+    `<p class="sentence">ROME edit of layer ${esc(record.layers.join(", "))}: before → after.</p>` +
+    `<table><thead><tr><th>kind</th><th>prompt</th><th>p(${esc(newA)})</th><th>p(${esc(oldA)})</th>` +
+    `<th>top token</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+async function refreshEdits() {
+  info = (await api("/api/info")).data;
+  showEdits(info.edits);
+  const undo = $("#edit-undo");
+  if (undo) undo.disabled = !info.edits.length;
+}
+
 // ---- the page ---------------------------------------------------------------------------
 
 function openView(name) {

@@ -1,0 +1,287 @@
+"""`factscope serve` as a user meets it: a real server process on a tiny model, driven by
+headless Chromium (Playwright with the system browser), and a bounded load test over
+loopback.
+
+Browser: type a prompt and get predictions; open Flow and see it animate; run a trace
+(approximate, then exact as a job) and see the heatmaps; apply and undo an edit (when the
+edit capability is present); views of absent capabilities are hidden. Screenshots are kept
+in out/web-tests/ (gitignored) as test artefacts.
+
+Load: 200 concurrent predictions with different prompts plus malformed requests. Every
+valid request is answered with the same top tokens as `predict_next` in this process,
+every bad one with a 4xx and a message, none with a 5xx; the server batched (fewer
+forwards than requests) and its memory stayed bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from factscope.load import load_model
+from factscope.predict import predict_next
+from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTEFACTS = Path(__file__).parents[1] / "out" / "web-tests"
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "tiny-gemma.gguf"
+    write_tiny_gguf(path, tiny_hf_for_gguf("gemma3", seed=3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny: Path) -> Iterator[str]:
+    """`factscope serve --model <tiny>` on a free loopback port; its base URL."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    factscope = Path(sys.executable).parent / "factscope"  # the installed console script
+    command = [str(factscope), "serve", "--model", str(tiny)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/api/info", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"the server did not start:\n{output}")
+        time.sleep(0.2)
+    SERVER_PIDS[url] = process.pid
+    yield url
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+SERVER_PIDS: dict[str, int] = {}
+
+
+# ---- the browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(server: str) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent: apt-get install -y chromium chromium-driver")
+    from playwright.sync_api import sync_playwright
+
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            args=BROWSER_ARGS,
+            headless=True,
+            viewport={"width": 1300, "height": 950},
+        )
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(server + "/")
+        tab.wait_for_selector("#tabs button")
+        tab.page_errors = errors  # type: ignore[attr-defined]
+        yield tab
+        context.close()
+    assert not errors, errors
+
+
+def open_view(page: Any, name: str) -> None:
+    page.click(f"#tabs button[data-view={name}]")
+    page.wait_for_selector(f"section[data-view={name}]:not([hidden])")
+
+
+def test_tabs_are_the_available_views(page: Any, server: str) -> None:
+    views = httpx.get(server + "/api/info").json()["views"]
+    tabs = page.eval_on_selector_all("#tabs button", "bs => bs.map(b => b.dataset.view)")
+    assert set(tabs) <= set(views) and {"predict", "flow", "trace"} <= set(tabs)
+    sections = page.eval_on_selector_all("section.view", "s => s.map(x => x.dataset.view)")
+    assert set(sections) == set(tabs)  # views of absent capabilities are not in the page
+
+
+def test_predict_as_you_type(page: Any, server: str, tiny: Path) -> None:
+    open_view(page, "predict")
+    prompt = "The capital of France is"
+    page.fill("#predict-prompt", prompt)
+    page.fill("#predict-k", "5")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#predict-table tbody tr').length === 5"
+        " && document.querySelector('#predict-status').textContent.includes('tokens')"
+    )
+    page.wait_for_timeout(400)
+    shown = page.eval_on_selector_all(
+        "#predict-table tbody tr td.tok", "ts => ts.map(t => t.textContent)"
+    )
+    want = predict_next(load_model(tiny), prompt, 5)
+    import json
+
+    assert [json.loads(s) for s in shown] == [c.token for c in want.top]
+    assert page.locator("#predict-chart .main-svg").count() > 0
+    page.screenshot(path=str(ARTEFACTS / "predict.png"))
+
+
+def test_flow_animates(page: Any) -> None:
+    open_view(page, "flow")
+    page.click("#flow-form button[type=submit]")
+    page.wait_for_selector("#flow-grid svg .flow-row")
+    seen = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(seen) < 3:
+        seen.add(page.get_attribute("#flow-layer", "data-layer"))
+        page.wait_for_timeout(60)
+    assert len(seen) >= 3, f"the flow did not animate: layers seen {seen}"
+    page.wait_for_function("() => document.querySelector('#flow-layer').dataset.layer === '3'")
+    hidden = page.locator("#flow-grid .hidden-row").count()
+    assert hidden == 0  # every layer revealed at the end
+    assert page.locator("#flow-grid .flow-head[visibility=visible]").count() >= 1
+    assert page.locator("#flow-projection .main-svg").count() > 0
+    page.screenshot(path=str(ARTEFACTS / "flow.png"), full_page=True)
+
+
+def test_trace_heatmaps_approx_then_exact(page: Any) -> None:
+    open_view(page, "trace")
+    page.click("#trace-form button[type=submit]")
+    page.wait_for_selector("#trace-attn .main-svg")
+    assert "Approximate trace" in page.inner_text("#trace-sentence")
+    for kind in ("hidden", "mlp", "attn"):
+        assert page.locator(f"#trace-{kind} .heatmaplayer").count() == 1
+    page.click("#trace-exact")
+    page.wait_for_function(
+        "() => document.querySelector('#trace-sentence').textContent.startsWith('Exact trace')",
+        timeout=60_000,
+    )
+    assert page.locator("section[data-view=trace] .error").is_hidden()
+    page.screenshot(path=str(ARTEFACTS / "trace.png"), full_page=True)
+
+
+def test_errors_are_shown_in_the_page(page: Any) -> None:
+    open_view(page, "trace")
+    page.fill("#trace-form input[name=subject]", "Nobody Here")
+    page.click("#trace-form button[type=submit]")
+    box = page.locator("section[data-view=trace] .error")
+    box.wait_for(state="visible")
+    assert "does not occur" in box.inner_text() and "Traceback" not in box.inner_text()
+    page.fill("#trace-form input[name=subject]", "Michael Jordan")
+
+
+def test_edit_apply_and_undo(page: Any, server: str) -> None:
+    if "edit" not in httpx.get(server + "/api/info").json()["views"]:
+        pytest.skip("the edit capability has not landed: no Edit view")
+    open_view(page, "edit")
+    before = httpx.post(server + "/api/predict", json={"prompt": "Michael Jordan plays"}).json()
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector(
+        "#edit-result table, section[data-view=edit] .error:not([hidden])", timeout=120_000
+    )
+    error = page.locator("section[data-view=edit] .error")
+    if error.is_visible() and "corpus" in error.inner_text():
+        pytest.skip(f"the edit capability is incomplete here: {error.inner_text()}")
+    assert error.is_hidden()
+    assert not page.locator("#edit-banner").is_hidden()
+    page.screenshot(path=str(ARTEFACTS / "edit.png"), full_page=True)
+    page.click("#edit-undo")
+    page.wait_for_function("() => document.querySelector('#edit-banner').hidden")
+    after = httpx.post(server + "/api/predict", json={"prompt": "Michael Jordan plays"}).json()
+    assert after["prediction"] == before["prediction"]  # undone: exactly the same numbers
+
+
+# ---- load ----------------------------------------------------------------------------------
+
+BAD_REQUESTS: list[tuple[dict[str, Any], int]] = [
+    ({"content": b"x" * 100_000}, 413),
+    ({"content": b"{not json"}, 400),
+    ({"json": {"prompt": "hi", "model": "no-such-model"}}, 400),
+    ({"json": {"prompt": "hi", "top_k": -5}}, 422),
+    ({"json": {"prompt": "hi", "top_k": 0}}, 422),
+    ({"json": {"prompt": "hi", "model": "/etc/passwd"}}, 422),
+    ({"json": {"prompt": "hi", "model": "~/models/x.gguf"}}, 422),
+    ({"json": {"prompt": ""}}, 422),
+    ({"json": {"prompt": 12}}, 422),
+    ({"json": None}, 422),
+]
+
+
+def test_load_200_concurrent_predictions_and_malformed_requests(server: str, tiny: Path) -> None:
+    lm = load_model(tiny)
+    subjects = ["Michael Jordan", "Serena Williams", "Lionel Messi", "Tom Brady", "Marie Curie"]
+    templates = ["{} plays the sport of", "{} was born in", "{} is a", "The job of {} is", "{}"]
+    prompts = [
+        f"{t.format(s)}{' ' * (i // 25)}"  # 200 distinct prompts of several lengths
+        for i, (t, s) in enumerate((t, s) for _ in range(8) for t in templates for s in subjects)
+    ]
+    assert len(set(prompts)) == 200
+    pid = SERVER_PIDS[server]
+    rss_before = psutil.Process(pid).memory_info().rss
+
+    async def run() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+        async with httpx.AsyncClient(base_url=server, timeout=120, limits=limits) as client:
+            valid = [
+                client.post("/api/predict", json={"prompt": p, "top_k": 1 + i % 5})
+                for i, p in enumerate(prompts)
+            ]
+            bad = [
+                client.post("/api/predict", headers={"content-type": "application/json"}, **request)
+                for request, _ in BAD_REQUESTS
+            ]
+            answers = await asyncio.gather(*valid, *bad)
+        return list(answers[:200]), list(answers[200:])
+
+    valid, bad = asyncio.run(run())
+    for i, (prompt, response) in enumerate(zip(prompts, valid, strict=True)):
+        assert response.status_code == 200, response.text
+        got = response.json()["prediction"]
+        want = predict_next(lm, prompt, 1 + i % 5)
+        assert [c["id"] for c in got["top"]] == [c.id for c in want.top], prompt
+        assert got["top"][0]["prob"] == pytest.approx(want.top[0].prob, rel=1e-3)
+    for (request, status), response in zip(BAD_REQUESTS, bad, strict=True):
+        assert response.status_code == status, (request, response.text)
+        assert response.json()["error"]
+    stats = httpx.get(server + "/api/stats").json()
+    assert stats["forwards"] < stats["requests"]  # requests that came together shared forwards
+    assert stats["largest_batch"] > 1
+    growth = psutil.Process(pid).memory_info().rss - rss_before
+    assert growth < 300 * 2**20, f"server memory grew by {growth / 2**20:.0f} MiB"
