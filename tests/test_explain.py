@@ -96,7 +96,7 @@ def test_explain_layer_reads_the_models_own_numbers(tiny_lm: LoadedModel, gated:
 def test_explain_layer_refuses_a_layer_outside_the_model(tiny_lm: LoadedModel) -> None:
     from factscope.errors import FactscopeError
 
-    with pytest.raises(FactscopeError, match="outside 0..2"):
+    with pytest.raises(FactscopeError, match=r"outside 0\.\.2"):
         explain_layer(tiny_lm, "the cat", layer=3)
     with pytest.raises(FactscopeError, match="--token 9"):
         explain_layer(tiny_lm, "the cat", layer=0, token=9)

@@ -161,7 +161,7 @@ def test_existing_run_needs_resume_or_force(tmp_path: Path, corpus) -> None:  # 
         _spec(tmp_path / "r", corpus, steps=4, warmup_steps=1), force=True, progress=False
     )
     assert again.steps_done == 4
-    with pytest.raises(FactscopeError, match="no checkpoint.pt"):
+    with pytest.raises(FactscopeError, match=r"no checkpoint\.pt"):
         train(_spec(tmp_path / "new", corpus), resume=True, progress=False)
 
 
@@ -169,7 +169,7 @@ def test_checkpoint_from_another_config_is_refused(tmp_path: Path, corpus) -> No
     train(_spec(tmp_path / "r", corpus), stop_after=3, progress=False)
     other = _spec(tmp_path / "r", corpus)
     other.model_cfg = model_config("tiny", vocab_size=512, context_length=64, mlp="relu")
-    with pytest.raises(FactscopeError, match="from another config: model_config.activation"):
+    with pytest.raises(FactscopeError, match=r"from another config: model_config\.activation"):
         train(other, resume=True, progress=False)
-    with pytest.raises(FactscopeError, match="train_config.lr"):
+    with pytest.raises(FactscopeError, match=r"train_config\.lr"):
         train(_spec(tmp_path / "r", corpus, lr=1e-2), resume=True, progress=False)
