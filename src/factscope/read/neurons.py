@@ -663,6 +663,8 @@ def find_neurons(
         raise FactscopeError(f"--top {top} is out of range; choose 1..{n_neurons} neurons")
     tokens = encode_prompt(model, tokenizer, prompt)
     span = tokenizer.find_subject_span(prompt, subject)
+    if max_k is not None and not 1 <= max_k <= n_neurons:
+        raise FactscopeError(f"--max-k {max_k} is out of range; choose 1..{n_neurons} neurons")
     ks = list(ks) if ks is not None else default_ks(min(200, n_neurons) if max_k is None else max_k)
     bad = [k for k in ks if not 1 <= k <= n_neurons]
     if bad:
