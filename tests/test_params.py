@@ -242,3 +242,45 @@ def test_unknown_name_lists_known_configs() -> None:
     with pytest.raises(FactscopeError, match="gpt2-small") as err:
         count_named("gpt4")
     assert "\n" not in str(err.value)
+
+
+# ---- the video's tally --------------------------------------------------------------------
+
+
+def test_video_tally_of_gpt3_equals_the_closed_form_numbers() -> None:
+    from factscope.read.params import VIDEO_GPT3, VIDEO_GPT3_TOTAL, video_tally_named
+
+    tally = video_tally_named("gpt3")
+    d, d_mlp, layers, vocab = 12_288, 49_152, 96, 50_257
+    assert tally.rows == VIDEO_GPT3
+    assert tally.rows["embedding"] == vocab * d == 617_558_016
+    for matrix in ("query", "key", "value", "output"):
+        assert tally.rows[matrix] == layers * d * d == 14_495_514_624
+    for matrix in ("up-projection", "down-projection"):
+        assert tally.rows[matrix] == layers * d * d_mlp == 57_982_058_496
+    assert tally.total == VIDEO_GPT3_TOTAL == 175_181_291_520
+    assert tally.mlp == pytest.approx(116e9, rel=0.001)
+    # The video's total = today's exact count - biases - norms - positions + the unembedding.
+    exact = count_named("gpt3")
+    left_out = sum(tally.left_out.values())
+    assert tally.total == exact.total - left_out + tally.rows["unembedding"]
+
+
+@pytest.mark.parametrize("config", [GEMMA3_270M, SMOLLM2, tiny_config("llama")])
+def test_video_tally_of_our_models_adds_up_to_the_exact_count(config: ModelConfig) -> None:
+    from factscope.read.params import video_tally
+
+    tally = video_tally(config)
+    exact = count_params(config)
+    stored = tally.total - (tally.rows["unembedding"] if config.tie_embeddings else 0)
+    assert stored + sum(tally.left_out.values()) == exact.total
+    assert tally.rows["gate-projection"] == config.n_layers * config.d_model * config.d_mlp
+    assert tally.rows["key"] == config.n_layers * config.d_model * config.n_kv_heads * config.d_head
+
+
+def test_plain_mlp_counts_two_matrices() -> None:
+    from factscope.read.params import video_tally
+
+    plain = tiny_config("llama", gated_mlp=False, activation="relu")
+    assert count_params(plain).components["mlp"] == 3 * 2 * 32 * 48
+    assert "gate-projection" not in video_tally(plain).rows

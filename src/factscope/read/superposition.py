@@ -93,7 +93,7 @@ def welch_capacity(eps: float, dim: int) -> int | None:
     None when the bound allows any n (d eps^2 >= 1: only other bounds, much weaker, apply)."""
     if dim * eps * eps >= 1:
         return None
-    return math.floor(dim * (1 - eps * eps) / (1 - dim * eps * eps))
+    return math.floor(dim * (1 - eps * eps) / (1 - dim * eps * eps) + 1e-9)
 
 
 # ---- angle statistics ---------------------------------------------------------------------
@@ -560,15 +560,11 @@ def capacity_curve(
         for e in eps_list
         for d in dim_list
     ]  # fmt: skip
-    method = f"{CAPACITY_METHOD} Loss: {LOSS_MEANING[_power_name(loss)]}."
+    _power(loss)  # a known loss
+    method = f"{CAPACITY_METHOD} Loss: {LOSS_MEANING[loss]}."
     return CapacityResult(
         eps_list, dim_list, steps, lr, max_n, tolerance, seed, points, method, loss
     )
-
-
-def _power_name(loss: str) -> str:
-    _power(loss)
-    return loss
 
 
 # ---- a real model's directions ------------------------------------------------------------
