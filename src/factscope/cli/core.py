@@ -11,8 +11,11 @@ from rich.table import Table
 from factscope.cli.common import (
     DeviceOpt,
     DtypeOpt,
+    ForceOpt,
+    FormatOpt,
     JsonOpt,
     ModelOpt,
+    OutOpt,
     app,
     load,
     out,
@@ -148,10 +151,21 @@ def params(
         str, typer.Argument(help="gpt3, gpt2-small, gpt2-xl, ... or a model.")
     ] = "gpt3",
     as_json: JsonOpt = False,
+    video: Annotated[
+        bool, typer.Option("--video", help="The video's tally: weights only, by matrix.")
+    ] = False,
+    out_dir: OutOpt = None,
+    fmt: FormatOpt = "png",
+    force: ForceOpt = False,
 ) -> None:
     """Count parameters by component for a named architecture (GPT-3: 175B, 116B in MLPs)."""
     from factscope.read.params import NAMED_CONFIGS, count_named, count_params
 
+    if video or out_dir is not None:  # the video's tally, with a bar chart under --out
+        from factscope.cli.superposition import show_video_tally
+
+        show_video_tally(name, as_json, out_dir, fmt, force)
+        return
     if name in NAMED_CONFIGS:
         counts = count_named(name).to_dict()
     else:
