@@ -93,6 +93,16 @@ def test_difference_of_means_by_hand(tiny: LoadedModel) -> None:
     delta = x[n] - x.mean(0)
     want = float((delta @ unit) * (unit @ r) / (delta @ r))
     assert result.prompts[n]["share"] == pytest.approx(want, rel=1e-4)
+    # held out: prompt n left out of its class mean and of the all-prompts mean
+    rest = labels.clone()
+    rest[n] = False
+    d_n = x[rest].mean(0) - x[~labels].mean(0)
+    u_n = d_n / d_n.norm()
+    keep = torch.ones(len(x), dtype=torch.bool)
+    keep[n] = False
+    delta_n = x[n] - x[keep].mean(0)
+    want_out = float((delta_n @ u_n) * (u_n @ r) / (delta_n @ r))
+    assert result.prompts[n]["share_held_out"] == pytest.approx(want_out, rel=1e-4)
 
 
 def test_directions_errors(tiny: LoadedModel) -> None:

@@ -238,7 +238,7 @@ def directions(
         title=f"difference-of-means directions at {means.site} ({means.n_known} of "
         f"{means.n_prompts} prompts known)"
     )
-    for column in ("answer", "known", "cos with W_U", "share of logit explained"):
+    for column in ("answer", "known", "cos with g*W_U", "share explained", "held out"):
         table.add_column(column)
     for c in means.classes:
         table.add_row(
@@ -246,6 +246,7 @@ def directions(
             f"{c.n_known}/{c.n_prompts}",
             f"{c.cos_with_unembedding:.3f}",
             f"{c.share_explained:.3f}",
+            f"{c.share_held_out:.3f}",
         )
     out.print(table)
     if out_dir is not None:

@@ -11,9 +11,12 @@ Two readings of the idea that facts live as directions in a d_model-dimensional 
   sport of"), take the final-token residual of every prompt whose answer the model gets
   right, and for each answer the mean over its prompts minus the mean over the others'.
   We report the cosines between these directions, their cosine with the answer's readout
-  direction g * W_U[answer] (g: the final norm's weight), and how much of the answer's
-  logit above the all-prompts mean the residual's component along its class direction
-  carries (final norm scale frozen, as in direct logit attribution).
+  direction g * W_U[answer] (g: the final norm's weight; also from final-normed residuals),
+  and how much of the answer's logit above the all-prompts mean the residual's component
+  along its class direction carries (final norm scale frozen, as in direct logit
+  attribution). In-sample that share is close to 1 almost by construction (a prompt's
+  offset from the mean is mostly its class mean's, which lies along the direction), so
+  we also give it held out: each prompt left out of its own direction and mean.
 """
 
 from __future__ import annotations
@@ -112,7 +115,9 @@ class MeanClass:
     n_prompts: int
     n_known: int
     cos_with_unembedding: float  # cos(direction, g * W_U[answer])
+    cos_normed_with_unembedding: float  # the same from final-normed residuals, with W_U[answer]
     share_explained: float  # sum over known prompts of the direction's logit / the whole's
+    share_held_out: float  # the same with each prompt left out of its own direction and mean
     direction_norm: float
 
 
@@ -175,7 +180,9 @@ def mean_directions(
     ok = torch.tensor(known)
     mu = x[ok].mean(0) if ok.any() else x.mean(0)  # (D,)
     g = model.norm.weight.float()
-    directions, classes, shares = [], [], [float("nan")] * len(prompts)
+    normed = model.norm(x)  # (N, D): what the unembedding reads, g included
+    directions, classes = [], []
+    shares, held_out = [float("nan")] * len(prompts), [float("nan")] * len(prompts)
     notes = []
     for c, (answer, answer_id) in enumerate(zip(answers, ids, strict=True)):
         inside, outside = ok & (label == c), ok & (label != c)
@@ -190,16 +197,14 @@ def mean_directions(
                     answer_id,
                     int((label == c).sum()),
                     int(inside.sum()),
-                    float("nan"),
-                    float("nan"),
-                    float("nan"),
+                    *[float("nan")] * 5,
                 )
             )
             continue
         d = x[inside].mean(0) - x[outside].mean(0)  # (D,)
         unit = d / d.norm()
         readout_dir = g * model.unembed.weight[answer_id].float()  # (D,)
-        num = den = 0.0
+        num = den = num_out = den_out = 0.0
         for n in inside.nonzero()[:, 0].tolist():
             scale = _frozen_rms_scale(model.norm, x[n])  # (1,)
             r = scale * readout_dir  # (D,): logit = x . r with the scale frozen
@@ -207,6 +212,20 @@ def mean_directions(
             part, whole = float((delta @ unit) * (unit @ r)), float(delta @ r)
             shares[n] = part / whole if whole != 0 else float("nan")
             num, den = num + part, den + whole
+            # held out: the direction and the mean computed without prompt n
+            rest = inside.clone()
+            rest[n] = False
+            if rest.any():
+                others = ok.clone()
+                others[n] = False
+                d_n = x[rest].mean(0) - x[outside].mean(0)
+                u_n = d_n / d_n.norm()
+                delta_n = x[n] - x[others].mean(0)
+                part, whole = float((delta_n @ u_n) * (u_n @ r)), float(delta_n @ r)
+                held_out[n] = part / whole if whole != 0 else float("nan")
+                num_out, den_out = num_out + part, den_out + whole
+        d_normed = normed[inside].mean(0) - normed[outside].mean(0)  # (D,)
+        w_u = model.unembed.weight[answer_id].float()
         directions.append(unit)
         classes.append(
             MeanClass(
@@ -215,7 +234,9 @@ def mean_directions(
                 n_prompts=int((label == c).sum()),
                 n_known=int(inside.sum()),
                 cos_with_unembedding=float(unit @ readout_dir / readout_dir.norm()),
+                cos_normed_with_unembedding=float(d_normed @ w_u / (d_normed.norm() * w_u.norm())),
                 share_explained=num / den if den != 0 else float("nan"),
+                share_held_out=num_out / den_out if den_out != 0 else float("nan"),
                 direction_norm=float(d.norm()),
             )
         )
@@ -229,8 +250,8 @@ def mean_directions(
         classes=classes,
         cosines=cosines.tolist(),
         prompts=[
-            {"prompt": p, "subject": s, "answer": a, "known": k, "share": sh}
-            for (p, s, a), k, sh in zip(prompts, known, shares, strict=True)
+            {"prompt": p, "subject": s, "answer": a, "known": k, "share": sh, "share_held_out": h}
+            for (p, s, a), k, sh, h in zip(prompts, known, shares, held_out, strict=True)
         ],
         notes=notes,
     )

@@ -240,7 +240,9 @@ def directions_sections(data: Mapping[str, Any]) -> list[Section]:
                 c["n_known"],
                 c["n_prompts"],
                 c["cos_with_unembedding"],
+                c.get("cos_normed_with_unembedding"),
                 c["share_explained"],
+                c.get("share_held_out"),
             ]
             for c in means["classes"]
         ]
@@ -252,7 +254,8 @@ def directions_sections(data: Mapping[str, Any]) -> list[Section]:
                     "the prompts whose answer the model ranks first among the candidates, "
                     "minus the mean over the other answers' prompts. share explained: of the "
                     "answer's logit above the all-prompts mean, the part carried by the "
-                    "residual's component along its class direction (frozen final norm).",
+                    "residual's component along its class direction (frozen final norm); "
+                    "held out: the prompt left out of its own direction and mean.",
                     f"Template {means['template']!r}; {means['n_known']} of "
                     f"{means['n_prompts']} prompts known.",
                 ],
@@ -261,7 +264,15 @@ def directions_sections(data: Mapping[str, Any]) -> list[Section]:
                 ],
                 tables=[
                     Table(
-                        ["answer", "known", "prompts", "cos with W_U[answer]", "share explained"],
+                        [
+                            "answer",
+                            "known",
+                            "prompts",
+                            "cos with g*W_U[answer]",
+                            "cos, normed stream",
+                            "share explained",
+                            "share, held out",
+                        ],
                         rows,
                         "Per answer",
                     )
