@@ -96,3 +96,25 @@ def test_known_facts_reads_the_know_run(lm, tmp_path: Path) -> None:  # type: ig
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in planted))
     known = known_facts(lm, ds, tmp_path, progress=False)
     assert {f.id for f in known} == {r["id"] for r in planted[:3]}
+
+
+def test_cli_refuses_a_run_folder_of_another_dataset(
+    lm, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from factscope.cli import main
+    from study_tiny import write_tiny_dataset
+
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    toy = write_tiny_dataset(tmp_path / "toy.jsonl", tiny_dataset())
+    common = ["--model", str(lm.source), "--out", str(tmp_path / "run")]
+    assert main(["know", "--dataset", str(toy), *common]) == 0
+    summary = json.loads((tmp_path / "run" / "know.json").read_text())
+    assert summary["counts"]["candidates"]["all"] == 24
+    capsys.readouterr()
+    other = ["know", "--dataset", "city_country", "--limit", "3", *common]
+    assert main(other) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: run directory"), lines
+    assert "dataset 'toy_sport'" in lines[0] and "--force" in lines[0]
+    assert main([*other, "--force"]) == 0
+    assert json.loads((tmp_path / "run" / "know.json").read_text())["dataset"] == "city_country"
