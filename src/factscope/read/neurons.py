@@ -466,7 +466,7 @@ def and_verdict(
     if neither is None or (first is None and last is None):
         return "incomplete: needs 'neither' and a one-name variant", None, None
     gap = both - neither
-    if abs(gap) <= AND_FRACTION * abs(both) or gap == 0.0:
+    if abs(gap) <= AND_FRACTION * max(abs(both), abs(neither)) or gap == 0.0:
         return "not specific: other names drive it about as much", None, None
     r_first = None if first is None else (first - neither) / gap
     r_last = None if last is None else (last - neither) / gap
@@ -480,7 +480,8 @@ def and_verdict(
         return "last name alone drives it", r_first, r_last
     if r_first is None or r_last is None:
         return "incomplete: one-name variant missing", r_first, r_last
-    return "AND: both names >> either alone", r_first, r_last
+    direction = "raises" if gap > 0 else "lowers"
+    return f"AND: both names >> either alone (the full name {direction} it)", r_first, r_last
 
 
 @dataclass

@@ -18,11 +18,14 @@ from saved files.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from factscope.report.plots import text_label, token_label
 
@@ -61,7 +64,9 @@ def neuron_scores_plot(
         ax.set_xlabel("layer")
         ax.set_ylabel("score")
         title = "last subject token" if pos == "subject" else "final token"
-        ax.set_title(f"{title}\n{text_label(methods.get(pos, ''))[:70]}", fontsize=9)
+        method = textwrap.fill(text_label(methods.get(pos, "")), 60)
+        ax.set_title(f"{title}\n{method}", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if answer:
         fig.suptitle(f"MLP neurons for {text_label(repr(answer))}", fontsize=10)
     return fig
@@ -98,47 +103,58 @@ def ablation_plot(curves: Sequence[Mapping[str, Any]], *, answer: str = "") -> F
 
 def and_test_plot(neurons: Sequence[Mapping[str, Any]], *, title: str = "") -> Figure:
     """Per neuron: activation on the prompt (both names) and mean per variant kind, with each
-    variant as a dot. Neurons without an AND test are skipped."""
+    variant as a dot; one row of panels per position. Neurons without an AND test are
+    skipped."""
     tested = [n for n in neurons if n.get("and_test")]
-    fig = Figure(figsize=(max(5.0, 0.9 * len(tested) + 2), 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    kinds = ["both", "first", "last", "neither"]
-    width = 0.8 / len(kinds)
-    for j, n in enumerate(tested):
-        test = n["and_test"]
-        for k, kind in enumerate(kinds):
-            x = j + (k - 1.5) * width
-            if kind == "both":
-                ax.bar(x, test["both"], width, color=KIND_COLOURS[kind])
-                continue
-            values = test["by_kind"].get(kind) or []
-            if values:
-                ax.bar(x, test["mean"][kind], width, color=KIND_COLOURS[kind], alpha=0.8)
-                ax.scatter([x] * len(values), values, s=6, color="black", zorder=3)
-    for kind in kinds:
-        ax.bar(
-            [],
-            [],
-            color=KIND_COLOURS[kind],
-            label={
-                "both": "both names (prompt)",
-                "first": "first name only",
-                "last": "last name only",
-                "neither": "neither",
-            }[kind],
-        )
-    ax.set_xticks(
-        range(len(tested)),
-        [
-            f"L{n['layer']}.N{n['index']}\n{_short_verdict(n['and_test']['verdict'])}"
-            for n in tested
-        ],
-        fontsize=7,
+    positions = list(dict.fromkeys(str(n.get("position", "")) for n in tested)) or [""]
+    widest = (
+        max(sum(1 for n in tested if n.get("position", "") == p) for p in positions)
+        if tested
+        else 1
     )
-    ax.axhline(0.0, color="black", linewidth=0.5)
-    ax.set_ylabel("neuron activation")
-    ax.set_title(text_label(title) or "AND test", fontsize=10)
-    ax.legend(fontsize=7)
+    fig = Figure(
+        figsize=(max(6.0, min(16.0, 0.8 * widest + 2)), 3.2 * len(positions)),
+        layout="constrained",
+    )
+    kinds = ["both", "first", "last", "neither"]
+    names = {
+        "both": "both names (prompt)",
+        "first": "first name only",
+        "last": "last name only",
+        "neither": "neither",
+    }
+    width = 0.8 / len(kinds)
+    for row, pos in enumerate(positions):
+        ax = fig.add_subplot(len(positions), 1, row + 1)
+        group = [n for n in tested if n.get("position", "") == pos]
+        for j, n in enumerate(group):
+            test = n["and_test"]
+            for k, kind in enumerate(kinds):
+                x = j + (k - 1.5) * width
+                if kind == "both":
+                    ax.bar(x, test["both"], width, color=KIND_COLOURS[kind])
+                    continue
+                values = test["by_kind"].get(kind) or []
+                if values:
+                    ax.bar(x, test["mean"][kind], width, color=KIND_COLOURS[kind], alpha=0.8)
+                    ax.scatter([x] * len(values), values, s=5, color="black", zorder=3)
+        ax.set_xticks(
+            range(len(group)),
+            [
+                f"L{n['layer']}.N{n['index']}\n{_short_verdict(n['and_test']['verdict'])}"
+                for n in group
+            ],
+            fontsize=7,
+        )
+        ax.axhline(0.0, color="black", linewidth=0.5)
+        ax.set_ylabel("activation")
+        where = {"subject": "last subject token", "final": "final token"}.get(pos, pos)
+        ax.set_title(
+            f"{text_label(title) or 'AND test'}{', ' + where if where else ''}", fontsize=9
+        )
+        if row == 0:
+            handles = [Patch(color=KIND_COLOURS[k], label=names[k]) for k in kinds]
+            ax.legend(handles=handles, fontsize=7)
     return fig
 
 
