@@ -315,7 +315,7 @@ def run_sweep_batches(
     if bar is not None:
         bar.close()
     if progress:
-        rate = f", {new / elapsed:.1f} {desc}/s" if new and elapsed > 0 else ""
+        rate = f", {new / elapsed:.1f} facts/s" if new and elapsed > 0 else ""
         print(
             f"{desc}: {len(done)} of {len(items)} done ({resumed} resumed, {new} new "
             f"in {elapsed:.1f} s{rate}) -> {run_dir / RECORDS_FILE}",
