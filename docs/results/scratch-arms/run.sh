@@ -4,7 +4,7 @@
 # Usage: docs/results/scratch-arms/run.sh ARM WORK   (ARM: single | multi | multi-relu)
 set -euo pipefail
 ARM=$1; WORK=${2:-/tmp/scratch-arms}
-PEOPLE=${PEOPLE:-300}; STEPS=${STEPS:-600}; QA_STEPS=${QA_STEPS:-150}
+PEOPLE=${PEOPLE:-300}; STEPS=${STEPS:-600}; QA_STEPS=${QA_STEPS:-80}
 REGIME=${ARM%%-*}; MLP=swiglu; [[ $ARM == *relu ]] && MLP=relu
 FS=${FS:-.venv/bin/factscope}
 $FS corpus --out "$WORK/$REGIME-corpus" --people "$PEOPLE" --regime "$REGIME" --force
