@@ -24,26 +24,22 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_report  # noqa: E402
-
-from factscope.model import Transformer  # noqa: E402
-from factscope.scratch.train import (  # noqa: E402
+from factscope.model import Transformer
+from factscope.scratch.train import (
     TrainConfig,
     init_weights,
     lm_loss,
     make_optimizer,
     model_config,
 )
+from machine import machine_report
 
 # ---- the baseline: nanoGPT's GPT, minimal -----------------------------------------------------
 
