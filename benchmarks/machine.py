@@ -80,3 +80,19 @@ def machine_report(title: str = "") -> Floors:
             "timings below may be several times slower than on an idle machine"
         )
     return floors
+
+
+def busy_report(title: str = "") -> float:
+    """Before timing (cheap, no floors measured): print the load average and torch's thread
+    count, with a warning when the machine is busy. Returns the 1-minute load average."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    head = f"{title}: " if title else ""
+    threads = torch.get_num_threads()
+    print(f"{head}load average {load:.2f} on {cores} cores, torch {threads} threads")
+    if load > 0.5 * cores:
+        print(
+            f"WARNING: the machine is busy (load {load:.2f} on {cores} cores); the times "
+            "below may be several times those of an idle machine, and so may the ratios"
+        )
+    return load

@@ -34,6 +34,12 @@ class HookPoint(nn.Module):
         self.name = ""  # set by `name_hook_points` once the module tree is built
         self.fns: list[HookFn] = []
 
+    def __call__(self, x: Tensor) -> Tensor:
+        # Nothing attached (the usual case): skip nn.Module's call machinery, ~300 sites a pass.
+        if not (self.fns or self._forward_hooks or self._forward_pre_hooks):
+            return x
+        return super().__call__(x)
+
     def forward(self, x: Tensor) -> Tensor:
         for fn in self.fns:
             out = fn(x, self.name)

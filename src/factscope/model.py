@@ -15,6 +15,9 @@ H query heads, K key/value heads, dh d_head, F d_mlp, V vocab.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -84,6 +87,41 @@ def rotary_cos_sin(
     return angles.cos(), angles.sin()
 
 
+class RotaryTables:
+    """`rotary_cos_sin` once per pass through the blocks instead of once per layer.
+
+    Inside `one_pass()` (which `Transformer.run_blocks` opens) every block gets the same
+    positions, so the tables are computed by the first layer of each base (local, global)
+    and reused by the others. Outside a pass they are computed on every call. Per thread,
+    so concurrent passes never see each other's tables.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    @contextmanager
+    def one_pass(self) -> Iterator[None]:
+        outer = getattr(self.local, "tables", None)
+        self.local.tables = {}
+        try:
+            yield
+        finally:
+            self.local.tables = outer
+
+    def get(
+        self, positions: Tensor, d_head: int, theta: float, scaling: float
+    ) -> tuple[Tensor, Tensor]:
+        tables: dict[tuple[int, float, float], tuple[Tensor, Tensor]] | None = getattr(
+            self.local, "tables", None
+        )
+        if tables is None:
+            return rotary_cos_sin(positions, d_head, theta, scaling)
+        key = (d_head, theta, scaling)
+        if key not in tables:
+            tables[key] = rotary_cos_sin(positions, d_head, theta, scaling)
+        return tables[key]
+
+
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate each head of x (B, T, n, dh) by the angles of its position."""
     half = x.shape[-1] // 2
@@ -106,7 +144,7 @@ def attention_mask(
 class Attention(nn.Module):
     """Multi-head attention with grouped key/value heads, rotary positions, optional QK-norm."""
 
-    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int, rotary: RotaryTables | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.layer = layer
@@ -121,6 +159,7 @@ class Attention(nn.Module):
         self.window = cfg.sliding_window if cfg.is_local(layer) else None
         self.theta = cfg.rope_theta_local if cfg.is_local(layer) else cfg.rope_theta
         self.rope_scaling = 1.0 if cfg.is_local(layer) else cfg.rope_scaling
+        self.rotary = rotary or RotaryTables()  # the model shares one between its layers
         # queries and keys after QK-norm and rotation: what the dot product sees
         self.q = HookPoint("(B, T, H, dh)")
         self.k = HookPoint("(B, T, K, dh)")
@@ -139,26 +178,28 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, T, K, dh)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = rotary_cos_sin(positions, dh, self.theta, self.rope_scaling)
+        cos, sin = self.rotary.get(positions, dh, self.theta, self.rope_scaling)
         q, k = self.q(apply_rotary(q, cos, sin)), self.k(apply_rotary(k, cos, sin))
         v = self.v(v)
 
-        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, K, T, dh)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, n, T, dh)
         past = 0
         if kv_cache is not None:
             past = kv_cache.length(self.layer)
             k, v = kv_cache.extend(self.layer, k, v)  # (B, K, S, dh)
         S = k.shape[2]
         k_positions = torch.arange(S, device=positions.device) + (positions[0] - past)
+        allowed = attention_mask(positions, k_positions, self.window, x.device)  # (T, S)
 
-        group = H // K  # query heads per key/value head
-        k = k.repeat_interleave(group, dim=1)  # (B, H, S, dh)
-        v = v.repeat_interleave(group, dim=1)  # (B, H, S, dh)
-        scores = q.transpose(1, 2) @ k.transpose(2, 3) * cfg.softmax_scale  # (B, H, T, S)
-        allowed = attention_mask(positions, k_positions, self.window, x.device)
+        # Each key/value head serves `group` consecutive query heads: stack those heads'
+        # queries as rows of one matrix per key/value head instead of copying K and V.
+        group = H // K
+        q = q.reshape(B, K, group * T, dh)  # (B, K, group*T, dh), row g*T + t: head k*group+g
+        scores = (q @ k.transpose(2, 3)).view(B, H, T, S) * cfg.softmax_scale  # (B, H, T, S)
         scores = self.scores(scores.masked_fill(~allowed, float("-inf")))
         pattern = self.pattern(torch.softmax(scores.float(), dim=-1).to(q.dtype))
-        z = self.z((pattern @ v).transpose(1, 2))  # (B, T, H, dh)
+        mixed = (pattern.reshape(B, K, group * T, S) @ v).view(B, H, T, dh)  # (B, H, T, dh)
+        z = self.z(mixed.transpose(1, 2))  # (B, T, H, dh)
         out = self.o_proj(z.reshape(B, T, H * dh))
         if self.post_norm is not None:
             out = self.post_norm(out)
@@ -210,12 +251,12 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One transformer layer: attention then MLP, each added to the residual stream."""
 
-    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int, rotary: RotaryTables | None = None) -> None:
         super().__init__()
         # declared in forward order, so that site_names lists them in that order
         self.resid_pre = HookPoint("(B, T, D)")
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.attn = Attention(cfg, layer)
+        self.attn = Attention(cfg, layer, rotary)
         self.resid_mid = HookPoint("(B, T, D)")
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
@@ -242,7 +283,8 @@ class Transformer(nn.Module):
             nn.init.normal_(self.embedding.weight)
         self.embed = HookPoint("(B, T, D)")  # scaled token embeddings (declared first:
         # site_names lists sites in forward order)
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.rotary = RotaryTables()  # cos/sin computed once per pass, not once per layer
+        self.blocks = nn.ModuleList(Block(cfg, i, self.rotary) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -287,8 +329,9 @@ class Transformer(nn.Module):
         kv_cache: KVCache | None = None,
     ) -> Tensor:
         """Run blocks start..stop-1 on the residual stream x (B, T, D)."""
-        for block in self.blocks[start:stop]:
-            x = block(x, positions, kv_cache)
+        with self.rotary.one_pass():
+            for block in self.blocks[start:stop]:
+                x = block(x, positions, kv_cache)
         return x
 
     def unembed_residual(self, x: Tensor) -> Tensor:

@@ -1,0 +1,133 @@
+"""The forward pass's shortcuts change no number.
+
+- rotary tables computed once per pass (`RotaryTables`) equal those computed per layer;
+- grouped-query attention without copying K/V equals the textbook repeat-and-matmul;
+- a HookPoint with nothing attached is skipped, yet torch's own module hooks still run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from factscope.hooks import hooks, run_with_cache
+from factscope.model import RotaryTables, rotary_cos_sin
+from reference_models import random_model
+
+FAMILIES = ["llama", "gemma3"]
+
+
+def _per_layer_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every layer compute its own tables, as before the cache."""
+    monkeypatch.setattr(
+        RotaryTables,
+        "get",
+        lambda self, positions, d_head, theta, scaling: rotary_cos_sin(
+            positions, d_head, theta, scaling
+        ),
+    )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shared_rotary_tables_are_bit_identical(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = random_model(family)
+    tokens = torch.randint(0, 97, (2, 11))  # longer than gemma3's window of 4
+    with torch.no_grad():
+        shared = model(tokens)
+        _per_layer_tables(monkeypatch)
+        per_layer = model(tokens)
+    assert torch.equal(shared, per_layer)
+
+
+def test_rotary_tables_live_for_one_pass() -> None:
+    tables = RotaryTables()
+    positions = torch.arange(5)
+    with tables.one_pass():
+        first = tables.get(positions, 8, 10_000.0, 1.0)
+        assert tables.get(positions, 8, 10_000.0, 1.0)[0] is first[0]  # reused
+        assert tables.get(positions, 8, 1e6, 1.0)[0] is not first[0]  # another base
+    later = tables.get(positions + 3, 8, 10_000.0, 1.0)  # outside a pass: computed afresh
+    torch.testing.assert_close(later[0], rotary_cos_sin(positions + 3, 8, 10_000.0)[0])
+
+
+def test_a_pass_inside_a_hook_keeps_its_own_tables() -> None:
+    """A hook that runs the model on other positions mid-pass does not disturb the pass."""
+    model = random_model("gemma3")
+    tokens, other = torch.randint(0, 97, (1, 9)), torch.randint(0, 97, (1, 5))
+    inner: list[torch.Tensor] = []
+
+    def run_other(x: torch.Tensor, site: str) -> None:
+        if x.shape[1] == tokens.shape[1]:  # the outer pass only, not the inner one
+            inner.append(model(other))
+
+    with torch.no_grad():
+        expected, expected_other = model(tokens), model(other)
+        with hooks(model, {"blocks.1.resid_pre": run_other}):
+            got = model(tokens)
+    assert torch.equal(inner[0], expected_other)
+    assert torch.equal(expected, got)
+
+
+def test_concurrent_passes_do_not_share_tables() -> None:
+    model = random_model("gemma3")
+    prompts = [torch.randint(0, 97, (1, n)) for n in (3, 7, 12, 5)]
+    with torch.no_grad():
+        expected = [model(p) for p in prompts]
+    results: dict[int, torch.Tensor] = {}
+
+    def run(i: int) -> None:
+        with torch.no_grad():
+            for _ in range(5):
+                results[i] = model(prompts[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, want in enumerate(expected):
+        assert torch.equal(results[i], want)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_grouped_attention_equals_repeated_kv(family: str) -> None:
+    """Pattern and z of every layer, recomputed from the hooked q, k, v the textbook way:
+    repeat each key/value head for its query heads, softmax(q k^T * scale + mask) v."""
+    model = random_model(family)
+    cfg = model.cfg
+    assert cfg.n_kv_heads < cfg.n_heads  # the tiny models have grouped heads
+    tokens = torch.randint(0, 97, (2, 9))
+    _, cache = run_with_cache(model, tokens)
+    group = cfg.n_heads // cfg.n_kv_heads
+    T = tokens.shape[1]
+    for layer in range(cfg.n_layers):
+        site = f"blocks.{layer}.attn"
+        q = cache[f"{site}.q"].transpose(1, 2)  # (B, H, T, dh)
+        k = cache[f"{site}.k"].transpose(1, 2).repeat_interleave(group, dim=1)  # (B, H, T, dh)
+        v = cache[f"{site}.v"].transpose(1, 2).repeat_interleave(group, dim=1)
+        scores = q @ k.transpose(2, 3) * cfg.softmax_scale
+        distance = torch.arange(T)[:, None] - torch.arange(T)[None, :]
+        allowed = distance >= 0
+        if cfg.is_local(layer) and cfg.sliding_window is not None:
+            allowed &= distance < cfg.sliding_window
+        pattern = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        torch.testing.assert_close(cache[f"{site}.pattern"], pattern, rtol=0, atol=1e-6)
+        z = (pattern @ v).transpose(1, 2)  # (B, T, H, dh)
+        torch.testing.assert_close(cache[f"{site}.z"], z, rtol=0, atol=1e-6)
+
+
+def test_torch_module_hooks_on_a_site_still_run() -> None:
+    model = random_model("llama")
+    point = model.hook_points["blocks.1.mlp.post"]
+    seen: list[tuple[int, ...]] = []
+    handle = point.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    try:
+        with torch.no_grad():
+            model(torch.randint(0, 97, (1, 6)))
+    finally:
+        handle.remove()
+    assert seen == [(1, 6, model.cfg.d_mlp)]
