@@ -1,0 +1,133 @@
+"""MEMIT and AlphaEdit: the closed forms against the authors' formulas, the null-space
+guarantee, sequential state, and end-to-end edits of tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from factscope.edit import EditRequest, edit
+from factscope.edit.memit import (
+    AlphaEditState,
+    MEMITHyperParams,
+    alphaedit_update,
+    apply_memit,
+    edit_layers,
+    memit_update,
+    nullspace_projector,
+)
+from factscope.edit.stats import KeyStats
+from test_rome import PROMPT, p_answer, tiny_lm, tiny_stats
+
+TINY = MEMITHyperParams(
+    v_weight_decay=1e-3, v_num_grad_steps=30, clamp_norm_factor=50, n_layers=2,
+    mom2_update_weight=10.0,
+)  # fmt: skip
+
+
+def authors_memit(layer_ks: np.ndarray, targets: np.ndarray, cov: np.ndarray, w: float,
+                  n_layers: int, i: int) -> np.ndarray:  # fmt: skip
+    """memit_main.execute_memit's update for layer i of n_layers, written with numpy:
+    adj_k = solve(w·cov + K Kᵀ, K); resid = targets / (n_layers − i); upd = resid adj_kᵀ."""
+    adj_k = np.linalg.solve(w * cov + layer_ks @ layer_ks.T, layer_ks)
+    resid = targets / (n_layers - i)
+    return resid @ adj_k.T
+
+
+def test_memit_update_equals_the_authors_closed_form_and_is_the_least_squares_optimum() -> None:
+    g = torch.Generator().manual_seed(0)
+    F, D, n = 24, 10, 5
+    K = torch.randn(F, n, generator=g, dtype=torch.float64)
+    R = torch.randn(D, n, generator=g, dtype=torch.float64)
+    keys0 = torch.randn(F, 200, generator=g, dtype=torch.float64)
+    C = keys0 @ keys0.T / 200
+    ours = memit_update(K, R / 3, C, 15.0)
+    theirs = authors_memit(K.numpy(), R.numpy(), C.numpy(), 15.0, n_layers=5, i=2)
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-10, atol=1e-12)
+    # it minimises ‖ΔW K − R'‖² + λ tr(ΔW C ΔWᵀ): the gradient vanishes
+    grad = (ours @ K - R / 3) @ K.T + 15.0 * ours @ C
+    assert float(grad.abs().max()) < 1e-9
+
+
+def test_independent_facts_in_one_batch_each_get_their_own_value() -> None:
+    """Orthogonal keys and C = I: the batch update writes each residual at its own key, as
+    the closed form says when the facts do not interact."""
+    F, D = 16, 6
+    K = torch.eye(F, dtype=torch.float64)[:, :3] * 4.0  # three orthogonal keys
+    R = torch.randn(D, 3, dtype=torch.float64)
+    delta = memit_update(K, R, torch.eye(F, dtype=torch.float64), 1e-9)
+    torch.testing.assert_close(delta @ K, R)
+    one = memit_update(K[:, :1], R[:, :1], torch.eye(F, dtype=torch.float64), 1e-9)
+    torch.testing.assert_close(one @ K[:, :1], R[:, :1])  # the same fact alone: same output
+
+
+def test_alphaedit_update_leaves_the_preserved_keys_outputs_in_place() -> None:
+    g = torch.Generator().manual_seed(1)
+    F, D = 32, 8
+    preserved = torch.randn(F, 20, generator=g, dtype=torch.float64)  # spans 20 of 32 dims
+    C = preserved @ preserved.T / 20
+    P, dim = nullspace_projector(C, 2e-2)
+    assert dim == F - 20
+    K = torch.randn(F, 4, generator=g, dtype=torch.float64)
+    R = torch.randn(D, 4, generator=g, dtype=torch.float64)
+    delta = alphaedit_update(K, R, P, torch.zeros(F, F, dtype=torch.float64), 10.0)
+    W = torch.randn(D, F, generator=g, dtype=torch.float64)
+    before, after = W @ preserved, (W + delta) @ preserved
+    assert float((after - before).norm() / before.norm()) < 1e-4
+    torch.testing.assert_close(delta, delta @ P)  # ΔW lies in the row space of P
+    # the authors' solve: upd = solve(P (K Kᵀ + C_p) + α I, P K Rᵀ), ΔW = updᵀ
+    upd = np.linalg.solve(P.numpy() @ (K.numpy() @ K.numpy().T) + 10.0 * np.eye(F),
+                          P.numpy() @ K.numpy() @ R.numpy().T)  # fmt: skip
+    np.testing.assert_allclose(delta.numpy(), upd.T, rtol=1e-8, atol=1e-10)
+
+
+def test_edit_layers_end_at_the_given_layer() -> None:
+    assert edit_layers(8, 5) == [4, 5, 6, 7, 8]
+    assert edit_layers(2, 5) == [0, 1, 2]
+
+
+def test_memit_batch_edit_of_a_tiny_model_raises_the_new_answers() -> None:
+    lm = tiny_lm("llama", seed=1)
+    prompts = [PROMPT, "Fact Jordan plays the sport of"]  # subject at the end (see test_rome)
+    news = ["plays", "Michael"]
+    requests = [EditRequest(p, "the sport of", n) for p, n in zip(prompts, news, strict=True)]
+    before = [p_answer(lm, p, n) for p, n in zip(prompts, news, strict=True)]
+    weights = {n: w.detach().clone() for n, w in lm.model.state_dict().items()}
+    handle = edit(lm, requests, "memit", layer=2, hparams=TINY, stats=tiny_stats(lm, [1, 2]))
+    after = [p_answer(lm, p, n) for p, n in zip(prompts, news, strict=True)]
+    assert all(a > 3 * b for a, b in zip(after, before, strict=True)), (before, after)
+    assert sorted(handle.weight_change()) == [1, 2]
+    handle.undo()
+    assert all(torch.equal(weights[n], w) for n, w in lm.model.state_dict().items())
+
+
+def test_alphaedit_on_a_tiny_model_keeps_preserved_keys_and_runs_sequentially() -> None:
+    lm = tiny_lm("gemma3", seed=3)
+    layers = [1, 2]
+    F = lm.cfg.d_mlp
+    # preserved keys: 30 corpus keys per layer (fewer than d_mlp = 48, so C has a null space)
+    stats_full = tiny_stats(lm, layers)
+    preserved: dict[int, torch.Tensor] = {}
+    stats: dict[int, KeyStats] = {}
+    for l in layers:
+        eigenvalues, vectors = torch.linalg.eigh(stats_full[l].moment)
+        top = vectors[:, -30:] * eigenvalues[-30:].sqrt().clamp(min=1.0)  # (F, 30): C's top space
+        preserved[l] = top
+        stats[l] = KeyStats(l, top @ top.T, 1, "test")
+    state = AlphaEditState.from_stats(stats, 2e-2)
+    assert all(state.null_dims[l] == F - 30 for l in layers)
+    W0 = {l: lm.model.blocks[l].mlp.down_proj.weight.detach().double().clone() for l in layers}
+    first = apply_memit(lm, [EditRequest(PROMPT, "the sport of", "plays")], 2, TINY,
+                        method="alphaedit", stats=stats, state=state)  # fmt: skip
+    for l in layers:
+        W = lm.model.blocks[l].mlp.down_proj.weight.detach().double()
+        moved = float(((W - W0[l]) @ preserved[l]).norm() / (W0[l] @ preserved[l]).norm())
+        assert moved < 1e-4, (l, moved)
+    assert state.n_edits == 1 and float(state.previous[2].abs().sum()) > 0
+    second = apply_memit(lm, [EditRequest("Fact Jordan plays the sport of", "the sport of", "Michael")],
+                         2, TINY, method="alphaedit", stats=stats, state=state)  # fmt: skip
+    assert state.n_edits == 2
+    second.undo()
+    first.undo()
+    for l in layers:
+        assert torch.equal(lm.model.blocks[l].mlp.down_proj.weight.detach().double(), W0[l])
