@@ -114,12 +114,11 @@ def know(
         know_report(result, p_correct, command=command), encoding="utf-8"
     )
     table = Table(title=f"{lm.name} on {data.name}: facts surviving each step")
-    classes = list(summary.counts["candidates"])
-    for column in ("step", *classes):
+    for column in ("answer", "candidates", "well-formed", "single-token", "known", "accuracy"):
         table.add_column(column)
-    for step, row in summary.counts.items():
-        table.add_row(step, *[str(row[c]) for c in classes])
-    table.add_row("accuracy", *[f"{summary.accuracy[c]:.3f}" for c in classes])
+    for answer in summary.counts["candidates"]:
+        cells = [str(summary.counts[step][answer]) for step in summary.counts]
+        table.add_row(answer, *cells, f"{summary.accuracy[answer]:.3f}")
     out.print(table)
     out.print(f"wrote {run_dir}/: records.jsonl, know.json, report.html, figures")
 
