@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from factscope.report.plots import KIND_NAMES, TRACE_CMAPS, text_label
 
@@ -45,7 +46,8 @@ def know_funnel(summary: Mapping[str, Any]) -> Figure:
     ax.set_yscale("symlog", linthresh=10)
     ax.set_ylabel("facts")
     ax.set_title(f"{summary['model']}: what it knows of {summary['dataset']}")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 30 * max(counts[steps[0]][c] for c in classes))  # room for the legend
+    ax.legend(fontsize=8, ncols=2, loc="upper center")
     return fig
 
 
@@ -78,6 +80,7 @@ def probe_curves(result: Mapping[str, Any]) -> Figure:
     ax.axhline(result["chance"], color="grey", linestyle=":", label="chance (majority class)")
     ax.axhline(0.9, color="k", linewidth=0.5, linestyle="--")
     ax.set_ylim(0, 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (0 = embeddings; l = residual after block l)")
     ax.set_ylabel(f"{result['folds']}-fold CV accuracy")
     ax.set_title(f"{result['model']}: linear probe for the {result['relation']} answer "
