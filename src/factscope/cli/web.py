@@ -44,6 +44,7 @@ def serve(
 
     if not host.strip():
         raise FactscopeError("--host is empty; give an address such as 127.0.0.1")
+    lm = load(model, device, dtype)
     if host not in LOOPBACK:
         err.print(
             f"warning: --host {host} lets other machines reach this server; it has no "
@@ -51,7 +52,6 @@ def serve(
             style="bold yellow",
             markup=False,
         )
-    lm = load(model, device, dtype)
     trusted = [*LOOPBACK, "testserver"] if host in LOOPBACK else None
     web = create_app(lm, batching=not no_batching, trusted_hosts=trusted)
     shown = f"[{host}]" if ":" in host else host
@@ -104,5 +104,5 @@ def explain_fact(
     for line in story.summary():
         out.print(line, markup=False, highlight=False)
     if story.skipped:
-        out.print("left out (capability not present): " + ", ".join(story.skipped), markup=False)
+        out.print("left out: " + "; ".join(story.skipped), markup=False)
     out.print(f"wrote {out_file}")

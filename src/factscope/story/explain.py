@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from factscope.errors import FactscopeError
 from factscope.load import LoadedModel
 from factscope.report.html import (
     Section,
@@ -484,7 +485,10 @@ def explain_fact(
         if not chapter.available():
             skipped.append(chapter.name)
             continue
-        written.append(chapter.write(context))
+        try:
+            written.append(chapter.write(context))
+        except FactscopeError as error:  # present but unable here (e.g. missing data): said
+            skipped.append(f"{chapter.name} ({error})")
     prediction = context.results.get("prediction", {})
     answer_info = next(
         (t["answer"] for t in context.results.get("trace", [])[:1]),
@@ -524,7 +528,7 @@ def story_page(story: Story, *, command: str | None = None, created: datetime | 
         "The story in short",
         text=story.summary()
         + (
-            [f"Not in this page (capability not installed): {', '.join(story.skipped)}."]
+            [f"Not in this page (capability absent or unable here): {'; '.join(story.skipped)}."]
             if story.skipped
             else []
         ),

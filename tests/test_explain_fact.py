@@ -1,0 +1,133 @@
+"""`factscope explain-fact`: chapters written from the measured numbers, absent capabilities
+left out cleanly, and one self-contained page (nothing fetched from the network)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factscope.load import LoadedModel, load_model
+from factscope.locate.lens import lens_prompt
+from factscope.predict import predict_next
+from factscope.registry import MODELS
+from factscope.report.html import read_report_data
+from factscope.story import capabilities
+from factscope.story.capabilities import Capability
+from factscope.story.explain import CHAPTERS, Chapter, explain_fact, story_page
+from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
+
+PROMPT = "Michael Jordan plays the sport of"
+SUBJECT = "Michael Jordan"
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("story") / "tiny-gemma.gguf"
+    write_tiny_gguf(path, tiny_hf_for_gguf("gemma3", seed=3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_path: Path) -> LoadedModel:
+    return load_model(tiny_path)
+
+
+def chapters(*names: str) -> list[Chapter]:
+    return [c for c in CHAPTERS if c.name in names]
+
+
+def test_sentences_carry_the_measured_numbers(lm: LoadedModel) -> None:
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters("prediction", "trace", "flow"))
+    written = {c.name: c for c in story.chapters}
+    assert list(written) == ["prediction", "trace", "flow"]
+    top = predict_next(lm, PROMPT, 2).top
+    first = written["prediction"].sentences[0]
+    assert repr(top[0].token) in first and f"{top[0].prob:.3f}" in first
+    assert repr(top[1].token) in first
+    trace = written["trace"].data["traces"][0]
+    assert f"{trace['clean_p']:.3f}" in written["trace"].sentences[0]
+    assert f"{trace['corrupted_p']:.3f}" in written["trace"].sentences[0]
+    assert trace["method"] == "approx" and trace["samples"] == 3
+    assert any("--exact" in s for s in written["trace"].sentences)  # says it is an estimate
+    hidden = next(t for t in written["trace"].data["traces"] if t["kind"] == "hidden")
+    peak = hidden["peak"]
+    said = next(s for s in written["trace"].sentences if s.startswith("The hidden state"))
+    assert f"layer {peak['layer']}" in said and repr(peak["token"]) in said
+    lens = lens_prompt(lm, PROMPT)
+    flow = written["flow"].data["flow"]
+    assert [row[-1] for row in flow["rank"]] == lens.answer_rank
+    dla = written["flow"].data["dla"]
+    assert f"{dla['logit']:.2f}" in " ".join(written["flow"].sentences)
+
+
+def test_page_is_self_contained(lm: LoadedModel) -> None:
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters("prediction", "trace", "flow"))
+    page = story_page(story, command="factscope explain-fact ...")
+    without_namespaces = re.sub(r'xmlns(:\w+)?="http://www\.w3\.org/[^"]*"', "", page)
+    assert "http://" not in without_namespaces and "https://" not in without_namespaces
+    assert "<script src" not in page and "<link" not in page and "<img" not in page
+    assert page.count("<svg") >= 5  # prediction, three traces, flow, DLA
+    for chapter in story.chapters:
+        assert chapter.title in page and chapter.sentences[0].split("(")[0][:30] in page
+    data = read_report_data(page)
+    assert set(data["chapters"]) == {"prediction", "trace", "flow"}
+
+
+def test_absent_capability_is_left_out(lm: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    ghost = Capability("ghost", "factscope.not_landed_yet", ("f",), "a capability to come")
+    monkeypatch.setitem(capabilities.CAPABILITIES, "ghost", ghost)
+
+    def never(context: object) -> object:
+        raise AssertionError("an absent chapter must not run")
+
+    missing = Chapter("ghost", "A chapter to come", ("ghost",), never)  # type: ignore[arg-type]
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=[*chapters("prediction"), missing])
+    assert [c.name for c in story.chapters] == ["prediction"] and story.skipped == ["ghost"]
+    page = story_page(story)
+    assert "A chapter to come" not in page and "ghost" in page  # named as left out
+
+
+def test_edit_chapter_only_with_new(lm: LoadedModel) -> None:
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters("prediction", "edit"))
+    assert [c.name for c in story.chapters] == ["prediction"] and story.skipped == []
+
+
+def test_bad_subject_is_said_before_any_work(lm: LoadedModel) -> None:
+    from factscope.errors import FactscopeError
+
+    with pytest.raises(FactscopeError, match="does not occur"):
+        explain_fact(lm, PROMPT, "Tom Brady")
+
+
+def test_command_writes_one_page_and_refuses_to_overwrite(tiny_path: Path, tmp_path: Path) -> None:
+    factscope = str(Path(sys.executable).parent / "factscope")
+    out = tmp_path / "story.html"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    args = [factscope, "explain-fact", PROMPT, "--subject", SUBJECT, "--model", str(tiny_path)]
+    done = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "What the model predicts" in done.stdout and out.exists()
+    page = out.read_text(encoding="utf-8")
+    assert read_report_data(page)["prompt"] == PROMPT
+    again = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+@pytest.mark.realmodel
+def test_michael_jordan_on_gemma() -> None:
+    if not MODELS["gemma-3-270m"].is_installed():
+        pytest.skip("gemma-3-270m is not installed")
+    lm = load_model("gemma-3-270m")
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters("prediction", "flow"))
+    assert story.chapters[0].data["top"][0]["token"] == " basketball"
+    flow = story.chapters[1]
+    assert "becomes the top token at the last position" in flow.sentences[0]
+    assert flow.data["dla"]["logit"] == pytest.approx(
+        sum(flow.data["dla"]["attn"]) + sum(flow.data["dla"]["mlp"]) + flow.data["dla"]["embed"],
+        rel=1e-5,
+    )
