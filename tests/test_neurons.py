@@ -272,15 +272,23 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 
 def test_find_neurons_end_to_end(tiny: LoadedModel) -> None:
     result = find_neurons(
-        tiny, PROMPT, "Michael Jordan", " sport", top=4, max_k=12, draws=5,
+        tiny,
+        PROMPT,
+        "Michael Jordan",
+        " sport",
+        top=4,
+        max_k=12,
+        draws=5,
         variants=parse_variants(VARIANTS),
-    )  # fmt: skip
+    )
     assert result.sum_rel_error <= 1e-5
     # <bos> Fact Michael Jordan ...: the last subject token is at 3
     assert result.positions == {"subject": 3, "final": len(result.tokens) - 1}
     assert [n.rank for n in result.top["final"]] == [0, 1, 2, 3]
     finals = result.top["final"]
-    assert finals[0].score == max(max(row) for row in result.scores["final"])
+    assert finals[0].score == pytest.approx(
+        max(max(row) for row in result.scores["final"]), rel=1e-5
+    )
     assert all(
         n.and_test is not None and n.and_test.by_kind.keys() == {"first", "last", "neither"}
         for n in finals
@@ -306,3 +314,48 @@ def test_find_neurons_errors(tiny: LoadedModel) -> None:
         build_variants(tiny.tokenizer, PROMPT, "Michael Jordan", [("first", "Michael Phelps")])
     with pytest.raises(FactscopeError, match="KIND:NAME"):
         parse_variants("both:Michael Jordan")
+
+
+def test_cli_commands_write_json_figures_and_report(tiny: LoadedModel, tmp_path: Path) -> None:
+    """The three read commands on the tiny GGUF: files written, JSON equal to the library's
+    result, HTML holding the same data, and no overwrite without --force."""
+    from factscope.cli import main
+    from factscope.report.html import read_report_data
+
+    common = ["--model", str(tiny.source)]
+    neurons_args = [
+        "neurons",
+        PROMPT,
+        "--subject",
+        "Michael Jordan",
+        "--answer",
+        " sport",
+        "--top",
+        "3",
+        "--max-k",
+        "8",
+        "--draws",
+        "2",
+        "--variants",
+        VARIANTS,
+    ]
+    runs = {
+        "n": neurons_args,
+        "d": ["directions", PROMPT, "--answer", " sport", "--layer", "2"],
+        "k": ["knockout", PROMPT, "--subject", "Michael Jordan", "--window", "2"],
+    }
+    for name, args in runs.items():
+        assert main([*args, *common, "--out", str(tmp_path / name)]) == 0
+    data = json.loads((tmp_path / "n" / "neurons.json").read_text())
+    assert data["sum_rel_error"] <= 1e-5 and "command" in data  # (argv is pytest's here)
+    assert len(data["top"]["subject"]) == 3 and data["ablation"][0]["ks"][-1] == 8
+    page = (tmp_path / "n" / "report.html").read_text()
+    assert read_report_data(page)["top"] == data["top"]
+    for f in ("neurons.png", "ablation.png", "and_test.png"):
+        assert (tmp_path / "n" / f).stat().st_size > 1000
+    assert json.loads((tmp_path / "d" / "directions.json").read_text())["means"]["site"] == (
+        "blocks.2.resid_pre"
+    )
+    knock = json.loads((tmp_path / "k" / "knockout.json").read_text())
+    assert knock["window"] == 2 and set(knock["probs"]) == {"subject", "non-subject", "last"}
+    assert main([*runs["k"], *common, "--out", str(tmp_path / "k")]) == 2  # no --force
