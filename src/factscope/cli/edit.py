@@ -1,3 +1,300 @@
 """Rewrite a fact: ROME, MEMIT, AlphaEdit and their CounterFact-style evaluation."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from factscope import __version__
+from factscope.cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    ForceOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    app,
+    command_line,
+    err,
+    load,
+    out,
+    out_files,
+    print_json,
+    status,
+    write_json,
+)
+from factscope.errors import FactscopeError
+
+MethodOpt = Annotated[str, typer.Option("--method", help="rome, memit or alphaedit.")]
+LayerOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--layer",
+        min=0,
+        help="Edit layer (MEMIT/AlphaEdit: the last of their layers). Default: the peak MLP "
+        "effect at the last subject token of a causal trace (--trace).",
+    ),
+]
+CorpusOpt = Annotated[
+    str, typer.Option("--corpus", help="Statistics corpus: 'default' (packaged) or a file.")
+]
+StatsTokensOpt = Annotated[
+    int, typer.Option("--stats-tokens", min=100_000, help="Corpus tokens for C = E[k kᵀ].")
+]
+IdentityOpt = Annotated[
+    bool, typer.Option("--identity-stats", help="Use C = I instead of corpus statistics.")
+]
+TraceOpt = Annotated[
+    str,
+    typer.Option(
+        "--trace",
+        help="How the default layer is found: 'approx' (attribution patching, one backward "
+        "pass; default) or 'exact' (ROME's causal trace: minutes on a CPU).",
+    ),
+]
+
+
+def _hparams(method: str, layer: int | None, corpus: str, tokens: int, identity: bool) -> Any:
+    from factscope.edit.memit import MEMITHyperParams
+    from factscope.edit.rome import ROMEHyperParams
+
+    common = {"corpus": corpus, "stats_tokens": tokens, "mom2_adjustment": not identity,
+              "layer": layer}  # fmt: skip
+    return ROMEHyperParams(**common) if method == "rome" else MEMITHyperParams(**common)
+
+
+def _default_layer(lm: Any, request: Any, trace: str) -> int:
+    from factscope.edit import default_layer
+
+    if trace not in ("approx", "exact"):
+        raise FactscopeError(f"--trace {trace!r} is not known; use approx or exact")
+    with status(f"finding the edit layer ({trace} causal trace) ..."):
+        chosen = default_layer(lm, request, trace)
+    err.print(f"edit layer {chosen}: peak MLP effect at the last subject token ({trace} trace)")
+    return chosen
+
+
+def _dataset_prompts(prompt: str) -> tuple[list[str], list[str]]:
+    """Paraphrases and neighbours of `prompt` if a packaged dataset holds it."""
+    try:
+        from factscope.study.datasets import list_datasets, load_dataset
+    except ImportError:
+        return [], []
+    for name in list_datasets():
+        for record in load_dataset(name).records:
+            if record.prompt == prompt:
+                return list(record.paraphrases), list(record.neighbourhood)
+    return [], []
+
+
+@app.command("edit")
+def edit_command(
+    prompt: str,
+    subject: Annotated[str, typer.Option("--subject", "-s", help="The subject, as in PROMPT.")],
+    new: Annotated[str, typer.Option("--new", help="The new answer as you type it: baseball.")],
+    old: Annotated[
+        str | None, typer.Option("--old", help="The old answer (default: the model's top one).")
+    ] = None,
+    method: MethodOpt = "rome",
+    layer: LayerOpt = None,
+    paraphrase: Annotated[
+        list[str] | None, typer.Option("--paraphrase", help="A paraphrase to check (repeat).")
+    ] = None,
+    neighbour: Annotated[
+        list[str] | None,
+        typer.Option("--neighbour", help="A prompt about another subject to check (repeat)."),
+    ] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Write the edited model to this new folder.")
+    ] = None,
+    corpus: CorpusOpt = "default",
+    stats_tokens: StatsTokensOpt = 100_000,
+    identity_stats: IdentityOpt = False,
+    trace: TraceOpt = "approx",
+    out_dir: OutOpt = None,
+    model: ModelOpt = "gemma-3-270m",
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rewrite one fact in the loaded model and show p(new), p(old) before and after.
+
+    The model file is never changed; --save writes the edited model to a new folder that
+    every command loads like any model."""
+    from factscope.edit import check_method, edit
+    from factscope.edit.corpus import load_corpus
+    from factscope.edit.evaluate import answer_probabilities
+    from factscope.edit.rome import EditRequest
+    from factscope.report.edit_html import edit_report
+
+    check_method(method)
+    request = EditRequest(prompt, subject, new, old)
+    request.check()
+    if save is not None and save.exists() and not force:
+        raise FactscopeError(f"{save} already exists; pass --force to overwrite or pick a path")
+    paths = out_files(out_dir, ["edit.json", "report.html"], force) if out_dir else {}
+    if not identity_stats:
+        load_corpus(corpus)  # a missing corpus fails before the model loads
+    lm = load(model, device, dtype)
+    n_layers = lm.cfg.n_layers
+    if layer is not None and layer >= n_layers:
+        raise FactscopeError(
+            f"layer {layer} is out of range; this model has layers 0..{n_layers - 1}"
+        )
+    if old is None:
+        import torch
+
+        with torch.no_grad():
+            top = int(lm.model(lm.encode(prompt), logits_at="last")[0, -1].argmax())
+        old = lm.tokenizer.token_str(top).strip() or lm.tokenizer.token_str(top)
+        request = EditRequest(prompt, subject, new, old)
+        request.check()
+    found_para, found_neigh = _dataset_prompts(prompt)
+    paraphrases = list(paraphrase or found_para or [f"The train was ten minutes late. {prompt}"])
+    neighbours = list(neighbour or found_neigh)
+    chosen = layer if layer is not None else _default_layer(lm, request, trace)
+    checks = [("prompt", prompt)] + [("paraphrase", p) for p in paraphrases]
+    checks += [("neighbour", p) for p in neighbours]
+    texts = [c[1] for c in checks]
+
+    def snapshot() -> tuple[list[list[float]], list[str]]:
+        import torch
+
+        probs = answer_probabilities(lm, texts, [new, old])
+        tops = []
+        with torch.no_grad():
+            for t in texts:
+                tops.append(
+                    lm.tokenizer.token_str(
+                        int(lm.model(lm.encode(t), logits_at="last")[0, -1].argmax())
+                    )
+                )
+        return probs, tops
+
+    before, top_before = snapshot()
+    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats)
+    with status(f"{method} edit of layer {chosen} (statistics are computed once, then cached) ..."):
+        handle = edit(lm, request, method, chosen, hparams=hp, progress=True)
+    after, top_after = snapshot()
+    rows = [
+        {"kind": kind, "prompt": text, "p_new_before": b[0], "p_new_after": a[0],
+         "p_old_before": b[1], "p_old_after": a[1], "top_before": tb, "top_after": ta}
+        for (kind, text), b, a, tb, ta in zip(checks, before, after, top_before, top_after, strict=True)
+    ]  # fmt: skip
+    table_data = {"method": method, "layers": handle.layers, "subject": subject, "new": new,
+                  "old": old, "rows": rows}  # fmt: skip
+    data = {"factscope_version": __version__, "command": command_line(), "model": lm.name,
+            "before_after": table_data, "edit": handle.to_dict()}  # fmt: skip
+    if save is not None:
+        handle.save(lm, save, force=force)
+    if paths:
+        write_json(paths["edit.json"], data)
+        paths["report.html"].write_text(
+            edit_report(table_data, data, command_line()), encoding="utf-8"
+        )
+    if as_json:
+        print_json(data)
+        return
+    table = Table(
+        title=f"{lm.name}: {method} edit of layer(s) {handle.layers}: {subject!r} {old!r} → {new!r}"
+    )
+    for column in ("kind", "prompt", "p(new)", "p(old)", "top"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["kind"], r["prompt"], f"{r['p_new_before']:.3f} → {r['p_new_after']:.3f}",
+            f"{r['p_old_before']:.3f} → {r['p_old_after']:.3f}",
+            f"{r['top_before']!r} → {r['top_after']!r}",
+        )  # fmt: skip
+    out.print(table)
+    if save is not None:
+        out.print(f"saved the edited model to {save}/ (load it with --model {save})")
+    elif not paths:
+        err.print("the edit lives in this process only; pass --save PATH to keep it")
+
+
+@app.command("edit-eval")
+def edit_eval_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or .jsonl file.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumable).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of facts to edit.")] = 100,
+    method: MethodOpt = "rome",
+    layer: LayerOpt = None,
+    sequential: Annotated[
+        int, typer.Option("--sequential", min=0, help="Edit the first N facts one after another.")
+    ] = 0,
+    fluency_tokens: Annotated[
+        int,
+        typer.Option("--fluency-tokens", min=0, help="Tokens generated per GE text (0: no GE)."),
+    ] = 48,
+    corpus: CorpusOpt = "default",
+    stats_tokens: StatsTokensOpt = 100_000,
+    identity_stats: IdentityOpt = False,
+    trace: TraceOpt = "approx",
+    model: ModelOpt = "gemma-3-270m",
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    force: ForceOpt = False,
+) -> None:
+    """CounterFact-style evaluation: edit N facts to their counterfactual answers, score
+    ES, PS, NS, S, magnitudes, GE and perplexity drift. Killed runs resume."""
+    from factscope.edit import check_method
+    from factscope.edit.corpus import load_corpus
+    from factscope.edit.evaluate import fact_request, run_edit_eval
+    from factscope.edit.memit import edit_layers
+    from factscope.edit.stats import identity_stats as identity, layer_stats
+    from factscope.report.edit_html import edit_eval_report
+    from factscope.study.datasets import load_dataset
+
+    check_method(method)
+    data = load_dataset(dataset)
+    if not identity_stats:
+        load_corpus(corpus)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FactscopeError(f"--out {out_dir} is a file, not a folder; give a folder")
+    lm = load(model, device, dtype)
+    records = list(data.records[:n])
+    chosen = layer if layer is not None else _default_layer(lm, fact_request(records[0]), trace)
+    if chosen >= lm.cfg.n_layers:
+        raise FactscopeError(
+            f"layer {chosen} is out of range; this model has layers 0..{lm.cfg.n_layers - 1}"
+        )
+    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats)
+    layers = [chosen] if method == "rome" else edit_layers(chosen, hp.n_layers)
+    stats = (
+        {l: identity(lm.model, l) for l in layers}
+        if identity_stats
+        else layer_stats(lm.model, lm.tokenizer, layers, corpus, stats_tokens, progress=True)
+    )
+    meta = {"model": lm.name, "dataset": data.name, "n": n, "corpus": corpus,
+            "stats_tokens": stats_tokens, "identity_stats": identity_stats,
+            "hparams": hp.to_dict(), "command": command_line()}  # fmt: skip
+    done, summary = run_edit_eval(
+        lm, records, out_dir, method, chosen, sequential=sequential, hparams=hp, stats=stats,
+        meta=meta, fluency_tokens=fluency_tokens, force=force,
+    )  # fmt: skip
+    result = {"factscope_version": __version__, "command": command_line(), **summary.to_dict()}
+    write_json(out_dir / "summary.json", result)
+    (out_dir / "report.html").write_text(
+        edit_eval_report(summary.to_dict(), result, command_line()), encoding="utf-8"
+    )
+    table = Table(
+        title=f"{lm.name}: {method} on {data.name}, {len(done)} facts"
+        + (f", sequential" if sequential else "")
+    )
+    for column in ("", "ES", "PS", "NS", "S", "EM", "NM", "GE", "ppl"):
+        table.add_column(column)
+    for when, fl, ppl in (("pre", summary.fluency_pre, summary.perplexity_pre),
+                          ("post", summary.fluency_post, summary.perplexity_post)):  # fmt: skip
+        m = getattr(summary, when)
+        table.add_row(
+            when, *(f"{m[k]:.1f}" for k in ("efficacy", "paraphrase", "neighbourhood", "score",
+                                            "efficacy_magnitude", "neighbourhood_magnitude")),
+            f"{fl:.3f}" if fl is not None else "-", f"{ppl:.2f}" if ppl is not None else "-",
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"wrote {out_dir}/: records.jsonl, summary.json, report.html")

@@ -26,13 +26,26 @@ if TYPE_CHECKING:
 METHODS = ("rome", "memit", "alphaedit")
 
 
-def default_layer(lm: LoadedModel, request: EditRequest, samples: int = 10) -> int:
+def default_layer(
+    lm: LoadedModel, request: EditRequest, method: str = "approx", samples: int = 10
+) -> int:
     """The edit layer from the causal trace: the layer whose MLP (window of 10 layers, as in
     ROME's figure) restores most of p(answer) at the subject's last token. Scores the
-    model's own answer to the prompt (the fact being overwritten)."""
+    model's own answer to the prompt (the fact being overwritten). method "approx":
+    attribution patching (one backward pass, seconds); "exact": ROME's trace (minutes on
+    a CPU: 7 min for gemma-3-270m on our busy 2-core machine)."""
     from factscope.locate.trace import trace_prompt
 
-    trace = trace_prompt(lm, request.prompt, request.subject, kinds=["mlp"], samples=samples)
+    if method not in ("approx", "exact"):
+        raise FactscopeError(f"trace method {method!r} is not known; use approx or exact")
+    trace = trace_prompt(
+        lm,
+        request.prompt,
+        request.subject,
+        kinds=["mlp"],
+        samples=samples,
+        method=method,  # type: ignore[arg-type]
+    )
     row = trace["mlp"].ie_last_subject_token
     return max(range(len(row)), key=row.__getitem__)
 

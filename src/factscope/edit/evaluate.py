@@ -1,0 +1,384 @@
+"""CounterFact's measures of an edit (Meng et al. 2022, experiments/summarize.py).
+
+For an edit "subject: old → new", every prompt is scored by the length-normalised
+probability of each answer, p(a) = exp(mean over a's tokens of log p(token)):
+
+- efficacy ES: fraction of the edited prompt(s) where p(new) > p(old);
+- paraphrase PS: the same on the paraphrases (the fact asked in other words);
+- neighbourhood NS: fraction of neighbour prompts (other subjects whose answer is the old
+  one) where p(old) > p(new) still — the edit did not bleed;
+- S: the harmonic mean of ES, PS and NS;
+- magnitudes: mean p(new) − p(old) on the edited prompts (EM) and paraphrases (PM), mean
+  p(old) − p(new) on the neighbours (NM);
+- fluency GE: n-gram entropy of text the model writes about the subject (ROME's
+  `compute_n_gram_entropy`: the mean of ⅔·H(bigrams) and 4⁄3·H(trigrams) in bits, words
+  split on word characters and punctuation as nltk's tokenizer roughly does); a model that
+  repeats itself scores low;
+- drift: perplexity of held-out text (documents of the statistics corpus that the
+  statistics never saw) before and after.
+
+Each fact's measures are averaged over its prompts first, then over facts (as ROME does).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from factscope.edit.rome import answer_ids
+
+if TYPE_CHECKING:
+    from factscope.load import LoadedModel
+
+GENERATION_PROMPTS = ("{} is", "{} was known for")
+
+
+@torch.no_grad()
+def answer_probabilities(
+    lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 32
+) -> list[list[float]]:
+    """p(answer | prompt) per prompt and answer (length-normalised, CounterFact's), as
+    [[p(answers[0]), p(answers[1]), ...] per prompt]. Rows are right-padded into batches
+    and only the scored positions are unembedded."""
+    model, tok = lm.model, lm.tokenizer
+    rows: list[tuple[int, int, list[int], int]] = []  # prompt, answer, tokens, prompt length
+    for i, prompt in enumerate(prompts):
+        ids = tok.encode(prompt)
+        for j, answer in enumerate(answers):
+            a = answer_ids(tok, prompt, answer)
+            rows.append((i, j, ids + a[:-1], len(ids)))
+    out = [[0.0] * len(answers) for _ in prompts]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        T = max(len(r[2]) for r in chunk)
+        tokens = torch.zeros(len(chunk), T, dtype=torch.long)
+        for b, r in enumerate(chunk):
+            tokens[b, : len(r[2])] = torch.tensor(r[2])
+        tokens = tokens.to(model.device)
+        positions = torch.arange(T, device=model.device)
+        h = model.run_blocks(model.embed_tokens(tokens), positions)  # (B, T, D)
+        for b, (i, j, seq, n_prompt) in enumerate(chunk):
+            targets = seq[n_prompt:] + [answer_ids(tok, prompts[i], answers[j])[-1]]
+            pos = torch.arange(n_prompt - 1, n_prompt - 1 + len(targets), device=model.device)
+            log_p = torch.log_softmax(model.unembed_residual(h[b : b + 1, pos]).float()[0], -1)
+            picked = log_p[torch.arange(len(targets)), torch.tensor(targets, device=model.device)]
+            out[i][j] = float(picked.mean().exp())
+    return out
+
+
+def ngram_entropy(
+    text: str, ns: tuple[int, ...] = (2, 3), weights: tuple[float, ...] = (2 / 3, 4 / 3)
+) -> float:
+    """ROME's fluency of one text: mean over n of weight_n · H(n-grams of words), in bits."""
+    words = re.findall(r"\w+|[^\w\s]", text)
+    values = []
+    for n, w in zip(ns, weights, strict=True):
+        grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        total = sum(grams.values())
+        h = -sum(c / total * math.log2(c / total) for c in grams.values()) if total else 0.0
+        values.append(w * h)
+    return sum(values) / len(values)
+
+
+@torch.no_grad()
+def generation_entropy(
+    lm: LoadedModel,
+    subject: str,
+    n_tokens: int = 64,
+    prompts: Sequence[str] = GENERATION_PROMPTS,
+    seed: int = 0,
+) -> tuple[float, list[str]]:
+    """GE: mean n-gram entropy of texts the model writes about `subject` (top-k 5 sampling,
+    as ROME's generate_fast), and the texts."""
+    from factscope.edit.corpus import sample_continuations
+    from factscope.generate import Sampling
+
+    texts_in = [p.format(subject) for p in prompts]
+    generator = torch.Generator(device=lm.model.device).manual_seed(seed)
+    new = sample_continuations(
+        lm, texts_in, n_tokens, Sampling(temperature=1.0, top_k=5), generator
+    )
+    texts = [p + lm.tokenizer.decode(ids) for p, ids in zip(texts_in, new, strict=True)]
+    return sum(ngram_entropy(t) for t in texts) / len(texts), texts
+
+
+@torch.no_grad()
+def perplexity(lm: LoadedModel, documents: Sequence[str], max_tokens: int = 256) -> float:
+    """exp(mean next-token loss) over the first `max_tokens` tokens of each document."""
+    total, count = 0.0, 0
+    for doc in documents:
+        ids = lm.tokenizer.encode(doc)[:max_tokens]
+        tokens = torch.tensor([ids], device=lm.model.device)
+        log_p = torch.log_softmax(lm.model(tokens)[0, :-1].float(), dim=-1)
+        total += float(-log_p.gather(1, tokens[0, 1:, None]).sum())
+        count += len(ids) - 1
+    return math.exp(total / max(count, 1))
+
+
+def held_out_documents(n: int = 4) -> list[str]:
+    """The last `n` documents of the packaged corpus: the statistics (first 100k tokens in
+    document order) never see them."""
+    from factscope.edit.corpus import load_corpus
+
+    return list(load_corpus().documents[-n:])
+
+
+@dataclass
+class FactScores:
+    """p(new) and p(old) on each kind of prompt for one fact, at one moment."""
+
+    rewrite: list[list[float]]  # [[p_new, p_old]] per prompt
+    paraphrase: list[list[float]]
+    neighbourhood: list[list[float]]
+
+    def measures(self) -> dict[str, float]:
+        def frac(rows: list[list[float]], new_wins: bool) -> float:
+            if not rows:
+                return float("nan")
+            return sum((r[0] > r[1]) == new_wins for r in rows) / len(rows)
+
+        def diff(rows: list[list[float]], sign: float) -> float:
+            return sum(sign * (r[0] - r[1]) for r in rows) / len(rows) if rows else float("nan")
+
+        return {
+            "efficacy": frac(self.rewrite, True),
+            "paraphrase": frac(self.paraphrase, True),
+            "neighbourhood": frac(self.neighbourhood, False),
+            "efficacy_magnitude": diff(self.rewrite, 1.0),
+            "paraphrase_magnitude": diff(self.paraphrase, 1.0),
+            "neighbourhood_magnitude": diff(self.neighbourhood, -1.0),
+        }
+
+
+def score_fact(
+    lm: LoadedModel,
+    prompt: str,
+    paraphrases: Sequence[str],
+    neighbourhood: Sequence[str],
+    new: str,
+    old: str,
+) -> FactScores:
+    """p(new), p(old) on the edited prompt, its paraphrases and the neighbour prompts."""
+    all_prompts = [prompt, *paraphrases, *neighbourhood]
+    probs = answer_probabilities(lm, all_prompts, [new, old])
+    n_p = len(paraphrases)
+    return FactScores(probs[:1], probs[1 : 1 + n_p], probs[1 + n_p :])
+
+
+def harmonic_mean(values: Sequence[float]) -> float:
+    if any(v <= 0 or math.isnan(v) for v in values):
+        return 0.0 if all(not math.isnan(v) for v in values) else float("nan")
+    return len(values) / sum(1 / v for v in values)
+
+
+@dataclass
+class EvaluationSummary:
+    """CounterFact's table row for a set of edits: means over facts, in percent for the
+    rates (as ROME reports them)."""
+
+    method: str
+    model: str
+    dataset: str
+    n_facts: int
+    sequential: int
+    pre: dict[str, float]
+    post: dict[str, float]
+    fluency_pre: float | None
+    fluency_post: float | None
+    perplexity_pre: float | None
+    perplexity_post: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def _repr_html_(self) -> str:
+        from factscope.report.edit_html import summary_html
+
+        return summary_html(self.to_dict())
+
+
+RATES = ("efficacy", "paraphrase", "neighbourhood")
+
+
+def summarise(records: Sequence[dict[str, Any]], when: str) -> dict[str, float]:
+    """Mean of each measure over facts (rates ×100), plus S = hmean(ES, PS, NS)."""
+    out: dict[str, float] = {}
+    keys = [k for k in records[0][when] if isinstance(records[0][when][k], (int, float))]
+    for k in keys:
+        values = [r[when][k] for r in records if not math.isnan(r[when][k])]
+        mean = sum(values) / len(values) if values else float("nan")
+        out[k] = 100 * mean if k in RATES or k.endswith("magnitude") else mean
+    out["score"] = harmonic_mean([out[k] for k in RATES])
+    return out
+
+
+# ---- the evaluation sweep (edit-eval) -------------------------------------------------------
+
+
+def fact_request(record: Any) -> Any:
+    """A dataset record as an edit: its prompt, subject, counterfactual (new) and answer (old)."""
+    from factscope.edit.rome import EditRequest
+
+    return EditRequest(
+        record.prompt, record.subject, record.counterfactual, record.answer, record.id
+    )
+
+
+def _score(lm: LoadedModel, record: Any, fluency_tokens: int) -> dict[str, Any]:
+    scores = score_fact(
+        lm, record.prompt, record.paraphrases, record.neighbourhood,
+        record.counterfactual, record.answer,
+    )  # fmt: skip
+    out: dict[str, Any] = {**scores.measures(), "probs": asdict(scores)}
+    if fluency_tokens:
+        out["fluency"], texts = generation_entropy(lm, record.subject, fluency_tokens)
+        out["texts"] = texts
+    return out
+
+
+def run_edit_eval(
+    lm: LoadedModel,
+    records: Sequence[Any],
+    run_dir: Any,
+    method: str,
+    layer: int,
+    *,
+    sequential: int = 0,
+    hparams: Any = None,
+    stats: dict[int, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    fluency_tokens: int = 48,
+    drift_documents: int = 4,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], EvaluationSummary]:
+    """Edit the facts of `records` and score them before and after, resumably.
+
+    - ROME, not sequential: each fact alone — score, edit, score, undo — one record per fact
+      (factscope.study.sweep: a killed run resumes at the next fact);
+    - MEMIT / AlphaEdit, not sequential: all facts in one batch edit;
+    - `sequential` N > 0: the first N facts edited one after another into the same model
+      (AlphaEdit keeps its running statistics), then every fact scored on the final model.
+    Batch and sequential runs score "pre" in one sweep, save the edited weights to
+    run_dir/edited.pt as the edits go (so a killed run resumes after its last edit), then
+    score "post" in a second sweep."""
+    from pathlib import Path
+
+    from factscope.edit import edit
+    from factscope.edit.handle import EditHandle
+    from factscope.study.sweep import run_sweep
+
+    run_dir = Path(run_dir)
+    meta = {**(meta or {}), "task": "edit-eval", "method": method, "layer": layer,
+            "sequential": sequential, "n_items": len(records)}  # fmt: skip
+    facts = list(records[: sequential or len(records)])
+    drift_docs = held_out_documents(drift_documents) if drift_documents else []
+    ppl_pre = perplexity(lm, drift_docs) if drift_docs else None
+
+    if method == "rome" and not sequential:
+
+        def one_fact(record: Any) -> dict[str, Any]:
+            pre = _score(lm, record, fluency_tokens)
+            handle = edit(lm, fact_request(record), "rome", layer, hparams=hparams, stats=stats)
+            try:
+                post = _score(lm, record, fluency_tokens)
+            finally:
+                handle.undo()
+            return {"id": record.id, "subject": record.subject, "pre": pre, "post": post,
+                    "edit": handle.results[0].to_dict()}  # fmt: skip
+
+        done = run_sweep(run_dir, facts, one_fact, meta=meta, force=force, progress=progress,
+                         desc="edits")  # fmt: skip
+        ppl_post = ppl_pre
+    else:
+        pre_records = run_sweep(
+            run_dir / "pre", facts, lambda r: {"id": r.id, "pre": _score(lm, r, fluency_tokens)},
+            meta=meta, force=force, progress=progress, desc="scoring before",
+        )  # fmt: skip
+        checkpoint = run_dir / "edited.pt"
+        saved = (
+            torch.load(checkpoint, weights_only=False)
+            if checkpoint.exists() and not force
+            else None
+        )
+        done_ids: list[str] = saved["done"] if saved else []
+        state = saved.get("state") if saved else None
+        if saved:
+            with torch.no_grad():
+                for l, w in saved["weights"].items():
+                    lm.model.blocks[l].mlp.down_proj.weight.copy_(w)
+        originals = {
+            l: b.mlp.down_proj.weight.detach().clone() for l, b in enumerate(lm.model.blocks)
+        } if not saved else saved["originals"]  # fmt: skip
+        todo = [r for r in facts if r.id not in set(done_ids)]
+        chunks = (
+            [todo[i : i + 1] for i in range(len(todo))] if sequential else [todo] if todo else []
+        )
+        from tqdm import tqdm
+
+        for chunk in tqdm(chunks, desc="editing", disable=not progress or len(chunks) < 2):
+            requests = [fact_request(r) for r in chunk]
+            if method == "rome":
+                handle: EditHandle = edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
+            else:
+                from factscope.edit.memit import AlphaEditState, MEMITHyperParams, apply_memit
+
+                hp = hparams or MEMITHyperParams()
+                if method == "alphaedit" and state is None and stats is not None:
+                    state = AlphaEditState.from_stats(stats, hp.nullspace_threshold)
+                handle = apply_memit(lm, requests, layer, hp, method=method, stats=stats,
+                                     state=state, progress=progress)  # fmt: skip
+            done_ids += [r.id for r in chunk]
+            changed = {l: lm.model.blocks[l].mlp.down_proj.weight.detach().clone()
+                       for l in range(lm.cfg.n_layers)
+                       if not torch.equal(lm.model.blocks[l].mlp.down_proj.weight, originals[l])}  # fmt: skip
+            torch.save({"done": done_ids, "weights": changed, "state": state,
+                        "originals": originals}, checkpoint)  # fmt: skip
+        post_records = run_sweep(
+            run_dir / "post", facts, lambda r: {"id": r.id, "post": _score(lm, r, fluency_tokens)},
+            meta=meta, force=force, progress=progress, desc="scoring after",
+        )  # fmt: skip
+        ppl_post = perplexity(lm, drift_docs) if drift_docs else None
+        with torch.no_grad():  # the loaded model back as it was
+            for l, w in originals.items():
+                lm.model.blocks[l].mlp.down_proj.weight.copy_(w)
+        pre_by_id = {r["id"]: r["pre"] for r in pre_records}
+        done = [{"id": r["id"], "pre": pre_by_id[r["id"]], "post": r["post"]} for r in post_records]
+
+    if method == "rome" and not sequential:
+        # independent edits: drift of the model with each edit is the mean over facts; we
+        # measure it on the last fact's edit only when asked for (cheap enough: one more edit)
+        ppl_post = (
+            _rome_drift(lm, facts[-1], layer, hparams, stats, drift_docs) if drift_docs else None
+        )
+    summary = EvaluationSummary(
+        method=method, model=str(meta.get("model", lm.name)), dataset=str(meta.get("dataset", "")),
+        n_facts=len(done), sequential=sequential,
+        pre=summarise(done, "pre"), post=summarise(done, "post"),
+        fluency_pre=_mean_of(done, "pre", "fluency"), fluency_post=_mean_of(done, "post", "fluency"),
+        perplexity_pre=ppl_pre, perplexity_post=ppl_post,
+    )  # fmt: skip
+    return done, summary
+
+
+def _rome_drift(
+    lm: LoadedModel, record: Any, layer: int, hparams: Any, stats: Any, docs: list[str]
+) -> float:
+    from factscope.edit import edit
+
+    handle = edit(lm, fact_request(record), "rome", layer, hparams=hparams, stats=stats)
+    try:
+        return perplexity(lm, docs)
+    finally:
+        handle.undo()
+
+
+def _mean_of(records: Sequence[dict[str, Any]], when: str, key: str) -> float | None:
+    values = [r[when][key] for r in records if key in r[when]]
+    return sum(values) / len(values) if values else None
