@@ -101,3 +101,22 @@ def test_trained_bpe_saves_and_loads_like_the_others(tmp_path: Path) -> None:
 def test_vocabulary_too_small_is_refused() -> None:
     with pytest.raises(FactscopeError, match="too small"):
         train_bpe(["some text"], 100)
+
+
+def test_and_test_names_change_exactly_one_part() -> None:
+    """The AND-neuron test's four names: A = first name, B = last name, middle kept."""
+    import random
+
+    from factscope.scratch.anatomy import CONDITIONS, _name_variants
+
+    corpus = make_corpus(CorpusSettings(people=20, seed=3))
+    rng = random.Random(0)
+    for person in corpus.people:
+        names = _name_variants(person, rng)
+        assert list(names) == list(CONDITIONS) and names["A and B"] == person.name
+        first, middle, last = person.name.split()
+        for condition, keeps_first, keeps_last in (
+            ("A only", True, False), ("B only", False, True), ("neither", False, False),
+        ):  # fmt: skip
+            f, m, la = names[condition].split()
+            assert (f == first, m == middle, la == last) == (keeps_first, True, keeps_last)
