@@ -359,3 +359,33 @@ def test_cli_commands_write_json_figures_and_report(tiny: LoadedModel, tmp_path:
     knock = json.loads((tmp_path / "k" / "knockout.json").read_text())
     assert knock["window"] == 2 and set(knock["probs"]) == {"subject", "non-subject", "last"}
     assert main([*runs["k"], *common, "--out", str(tmp_path / "k")]) == 2  # no --force
+
+
+@pytest.mark.realmodel
+def test_gemma_michael_jordan_and_neuron() -> None:
+    """docs/read.md's findings on gemma-3-270m: the final-token neuron contributions add up
+    to the MLP DLA terms, and L3.N1627 at " Jordan" fires for "Michael Jordan" only."""
+    from factscope.hooks import run_with_cache
+    from factscope.locate.prompts import answer_token, encode_prompt
+    from factscope.registry import MODELS
+
+    if MODELS["gemma-3-270m"].installed_path() is None:
+        pytest.skip("gemma-3-270m is not installed")
+    loaded = load_model("gemma-3-270m")
+    prompt, subject = "Michael Jordan plays the sport of", "Michael Jordan"
+    tokens = encode_prompt(loaded.model, loaded.tokenizer, prompt)
+    answer = answer_token(loaded.tokenizer, " basketball").id
+    scores = final_contributions(loaded.model, tokens, answer)
+    dla = torch.tensor(
+        direct_logit_attribution(loaded.model, tokens, answer).mlp, dtype=torch.float64
+    )
+    assert float((scores.sum(1) - dla).abs().max() / dla.abs().max()) <= 1e-5
+    variants = build_variants(loaded.tokenizer, prompt, subject)
+    assert {v.kind for v in variants} == {"first", "last", "neither"}
+    batch = torch.cat(
+        [tokens] + [encode_prompt(loaded.model, loaded.tokenizer, v.prompt) for v in variants]
+    )
+    _, cache = run_with_cache(loaded.model, batch, ["blocks.3.mlp.post"], logits_at="last")
+    act = cache["blocks.3.mlp.post"][:, 2, 1627]  # last subject token " Jordan"
+    assert float(act[0]) > 3.0
+    assert float(act[1:].abs().max()) < 0.5
