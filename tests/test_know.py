@@ -118,3 +118,25 @@ def test_cli_refuses_a_run_folder_of_another_dataset(
     assert "dataset 'toy_sport'" in lines[0] and "--force" in lines[0]
     assert main([*other, "--force"]) == 0
     assert json.loads((tmp_path / "run" / "know.json").read_text())["dataset"] == "city_country"
+
+
+def test_know_on_ray_gives_the_local_records(lm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ray = pytest.importorskip("ray")
+    ds = tiny_dataset()
+    _, local = know(lm, ds, tmp_path / "local", batch_size=8, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:  # each actor loads the model from its file (KnowWork pickles as the model's path)
+        _, on_ray = know(
+            lm, ds, tmp_path / "ray", batch_size=8, backend="ray", workers=1, progress=False
+        )
+    finally:
+        ray.shutdown()
+    # the same verdicts; probabilities equal up to float rounding (another process may
+    # order a matmul's sums differently)
+    strip = [{k: v for k, v in r.items() if k not in ("p_correct", "mass_on_answer_set")}
+             for r in on_ray]  # fmt: skip
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("p_correct", "mass_on_answer_set")} for r in local
+    ]
+    for a, b in zip(on_ray, local, strict=True):
+        assert a["p_correct"] == pytest.approx(b["p_correct"], rel=1e-5, abs=1e-8)

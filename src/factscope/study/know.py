@@ -326,6 +326,7 @@ def know(
     batch_size: int = 64,
     backend: str = "local",
     address: str | None = None,
+    workers: int | None = None,
     force: bool = False,
     progress: bool = True,
     command: str = "",
@@ -344,7 +345,8 @@ def know(
     ordered = by_length(records, work.prompts)
     done = run_sweep_batches(
         run_dir, ordered, work, meta=know_meta(lm, data, command), batch_size=batch_size,
-        backend=backend, address=address, force=force, desc="facts", progress=progress,
+        backend=backend, address=address, workers=workers, force=force, desc="facts",
+        progress=progress,
     )  # fmt: skip
     by_id = {r["id"]: r for r in done}
     in_order = [by_id[r.id] for r in records]
