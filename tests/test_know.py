@@ -120,6 +120,9 @@ def test_cli_refuses_a_run_folder_of_another_dataset(
     assert json.loads((tmp_path / "run" / "know.json").read_text())["dataset"] == "city_country"
 
 
+FLOATS = ("p_correct", "mass_on_answer_set", "p_answer_set")
+
+
 def test_know_on_ray_gives_the_local_records(lm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ray = pytest.importorskip("ray")
     ds = tiny_dataset()
@@ -133,10 +136,8 @@ def test_know_on_ray_gives_the_local_records(lm, tmp_path: Path) -> None:  # typ
         ray.shutdown()
     # the same verdicts; probabilities equal up to float rounding (another process may
     # order a matmul's sums differently)
-    strip = [{k: v for k, v in r.items() if k not in ("p_correct", "mass_on_answer_set")}
+    strip = [{k: v for k, v in r.items() if k not in FLOATS}
              for r in on_ray]  # fmt: skip
-    assert strip == [
-        {k: v for k, v in r.items() if k not in ("p_correct", "mass_on_answer_set")} for r in local
-    ]
+    assert strip == [{k: v for k, v in r.items() if k not in FLOATS} for r in local]
     for a, b in zip(on_ray, local, strict=True):
         assert a["p_correct"] == pytest.approx(b["p_correct"], rel=1e-5, abs=1e-8)
