@@ -294,6 +294,11 @@ def test_find_neurons_end_to_end(tiny: LoadedModel) -> None:
         for n in finals
     )
     assert [v["kind"] for v in result.variants] == ["first", "last", "neither"]
+    for n in finals:  # the two questions, separately, on the prompt and per variant kind
+        assert n.and_test is not None and n.and_test.gate_mean is not None
+        assert n.and_test.gate_mean["both"] == pytest.approx(n.gate)
+        assert n.and_test.up_mean is not None and n.and_test.up_mean["both"] == pytest.approx(n.up)
+        assert set(n.and_test.gate_mean) == {"both", "first", "last", "neither"}
     assert {(c.position, c.mode) for c in result.ablation} == {
         (p, m) for p in ("subject", "final") for m in ("zero", "mean")
     }

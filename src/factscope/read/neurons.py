@@ -418,9 +418,16 @@ def ablation_curve(
     curves = []
     for mode, vals in values.items():
         p = ablated_answer_probs(
-            model, tokens, answer_id, position, rows, vals,
-            batch_size=batch_size, count=count, progress=progress,
-        )  # fmt: skip
+            model,
+            tokens,
+            answer_id,
+            position,
+            rows,
+            vals,
+            batch_size=batch_size,
+            count=count,
+            progress=progress,
+        )
         grid = p[1:].view(len(ks), 1 + draws).double()  # (K, 1 + draws)
         rand = grid[:, 1:]
         curves.append(
@@ -457,6 +464,10 @@ class AndTest:
     ratio_first: float | None
     ratio_last: float | None
     verdict: str
+    # the neuron's two questions separately: "both" and mean per kind of the gate and up
+    # pre-activations (gate is None in a plain MLP, where up is the only question)
+    gate_mean: dict[str, float] | None = None
+    up_mean: dict[str, float] | None = None
 
 
 def and_verdict(
@@ -743,9 +754,16 @@ def find_neurons(
     for pos in POSITIONS:
         chosen = rankings[pos][:top]
         single = ablated_answer_probs(
-            model, tokens, target.id, where[pos], [neuron_set([n]) for n in chosen],
-            means[pos], batch_size=batch_size, count=count, progress=bar,
-        )  # fmt: skip
+            model,
+            tokens,
+            target.id,
+            where[pos],
+            [neuron_set([n]) for n in chosen],
+            means[pos],
+            batch_size=batch_size,
+            count=count,
+            progress=bar,
+        )
         writes = written_tokens(model, chosen, n_tokens, tokenizer)
         up_rows = torch.stack([_mlp(model, l).up_proj.weight[i] for l, i in chosen])
         up_reads = read_tokens(model, up_rows, [l for l, _ in chosen], n_tokens, tokenizer)
@@ -757,7 +775,9 @@ def find_neurons(
         for rank, (layer, index) in enumerate(chosen):
             t = where[pos]
             post = acts["post"][:, layer, t, index].tolist()  # (B,): prompt, then variants
-            and_test = _and_test(post, variant_list) if variant_list else None
+            gate_acts = acts["gate"][:, layer, t, index].tolist() if cfg.gated_mlp else None
+            up_acts = acts["up"][:, layer, t, index].tolist()
+            and_test = _and_test(post, variant_list, gate_acts, up_acts) if variant_list else None
             infos.append(
                 NeuronInfo(
                     layer=layer,
@@ -779,11 +799,20 @@ def find_neurons(
             )
         top_info[pos] = infos
         curves += ablation_curve(
-            model, tokens, target.id, where[pos], rankings[pos], ks,
+            model,
+            tokens,
+            target.id,
+            where[pos],
+            rankings[pos],
+            ks,
             {m: torch.zeros_like(means[pos]) if m == "zero" else means[pos] for m in modes},
-            position_name=pos, draws=draws, seed=seed, batch_size=batch_size, count=count,
+            position_name=pos,
+            draws=draws,
+            seed=seed,
+            batch_size=batch_size,
+            count=count,
             progress=bar,
-        )  # fmt: skip
+        )
     if bar is not None:
         bar.close()
     return NeuronsResult(
@@ -819,7 +848,20 @@ def _rounded(grid: Tensor, digits: int = 6) -> list[list[float]]:
     return [[float(f"{v:.{digits}g}") for v in row] for row in grid.tolist()]
 
 
-def _and_test(post: list[float], variants: Sequence[Variant]) -> AndTest:
+def _kind_means(values: list[float], variants: Sequence[Variant]) -> dict[str, float]:
+    """{"both": value on the prompt, kind: mean over that kind's variants}."""
+    by_kind: dict[str, list[float]] = {}
+    for v, a in zip(variants, values[1:], strict=True):
+        by_kind.setdefault(v.kind, []).append(a)
+    return {"both": values[0], **{k: sum(x) / len(x) for k, x in by_kind.items()}}
+
+
+def _and_test(
+    post: list[float],
+    variants: Sequence[Variant],
+    gate: list[float] | None = None,
+    up: list[float] | None = None,
+) -> AndTest:
     """The AND test of one neuron from its activations on [prompt, *variants]."""
     by_kind: dict[str, list[float]] = {}
     for v, a in zip(variants, post[1:], strict=True):
@@ -828,7 +870,16 @@ def _and_test(post: list[float], variants: Sequence[Variant]) -> AndTest:
     verdict, r_first, r_last = and_verdict(
         post[0], mean.get("first"), mean.get("last"), mean.get("neither")
     )
-    return AndTest(post[0], by_kind, mean, r_first, r_last, verdict)
+    return AndTest(
+        post[0],
+        by_kind,
+        mean,
+        r_first,
+        r_last,
+        verdict,
+        gate_mean=None if gate is None else _kind_means(gate, variants),
+        up_mean=None if up is None else _kind_means(up, variants),
+    )
 
 
 def _progress(

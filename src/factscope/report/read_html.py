@@ -32,6 +32,13 @@ def _fmt(value: Any) -> str:
     return "" if value is None else f"{float(value):.2f}"
 
 
+def _questions(means: Mapping[str, Any] | None) -> str:
+    """A gate or up pre-activation on the prompt and per variant kind, "1.62 / 0.22 / ..."."""
+    if not means:
+        return ""
+    return " / ".join(_fmt(means.get(k)) for k in ("both", "first", "last", "neither"))
+
+
 # ---- neurons ------------------------------------------------------------------------------
 
 
@@ -74,6 +81,8 @@ def neurons_sections(data: Mapping[str, Any]) -> list[Section]:
                     n["mean_act"],
                     n["ablated_p"],
                     " / ".join(_fmt(mean.get(k)) for k in ("first", "last", "neither")),
+                    _questions(test.get("gate_mean")),
+                    _questions(test.get("up_mean")),
                     test.get("verdict", "no AND test"),
                 ]
             )
@@ -96,7 +105,9 @@ def neurons_sections(data: Mapping[str, Any]) -> list[Section]:
                 text=[
                     "act: the neuron's activation (input of the down-projection); p ablated: "
                     f"p({answer!r}) with this neuron alone set to its mean. AND test: mean "
-                    "activation with the first name only / the last name only / neither; AND "
+                    "activation with the first name only / the last name only / neither "
+                    "(gate, up: the neuron's two questions, the pre-activations, on the prompt "
+                    "and per kind); AND "
                     "when the full name's response above 'neither' is at least twice either "
                     "name's alone.",
                 ],
@@ -112,6 +123,8 @@ def neurons_sections(data: Mapping[str, Any]) -> list[Section]:
                             "mean act",
                             "p ablated",
                             "first / last / neither",
+                            "gate: both / first / last / neither",
+                            "up: both / first / last / neither",
                             "verdict",
                         ],
                         rows,
