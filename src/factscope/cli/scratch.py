@@ -198,8 +198,8 @@ def train_command(
     else:
         tokenizer = _run_tokenizer(out_dir if resume else None, docs, tokenizer_data, vocab_size)
         # BPE stops merging when the corpus runs out of pairs: size the embedding to the
-        # vocabulary it reached (rounded up to a multiple of 64), not the one asked for
-        cfg = model_config(preset, -(-tokenizer.vocab_size // 64) * 64, context, mlp)
+        # vocabulary it reached, not the one asked for (every id then has a token to show)
+        cfg = model_config(preset, tokenizer.vocab_size, context, mlp)
     spec = RunSpec(
         out_dir, cfg, train_cfg, tokenizer, docs, eval_docs,
         data_files={"train": str(data), "eval": str(eval_data) if eval_data else ""},
