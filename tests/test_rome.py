@@ -108,8 +108,9 @@ def test_rome_update_is_rank_one_and_stores_v_star_at_k_star(family: str) -> Non
 
 
 def test_the_fast_loop_equals_a_full_forward_with_the_value_hooked_in() -> None:
-    """Recomputing only from the edit layer up (δ on down_proj's output, before Gemma's
-    post-norm) gives the same final residuals as the whole model with δ hooked in."""
+    """Recomputing only from the edit layer up and from each row's subject token on (δ on
+    down_proj's output, before Gemma's post-norm; earlier positions' keys and values reused)
+    gives the same final residuals as the whole model with δ hooked in."""
     lm = tiny_lm("gemma3", seed=2)
     model, layer = lm.model, 1
     contexts = context_templates(model, lm.tokenizer, ((3, 2),), seed=0)
@@ -144,7 +145,9 @@ def test_the_fast_loop_equals_a_full_forward_with_the_value_hooked_in() -> None:
     }
     with torch.no_grad(), hooks(model, sites):
         model(batch.tokens)
-    torch.testing.assert_close(fast, final["h"], rtol=1e-5, atol=1e-5)
+    for row, p in enumerate(batch.lookup.tolist()):  # from each row's lookup on (scored)
+        torch.testing.assert_close(fast[row, p:], final["h"][row, p:], rtol=1e-5, atol=1e-5)
+    assert len({p for p in batch.lookup.tolist()}) > 1  # several groups were exercised
 
 
 def test_edit_makes_the_new_answer_more_likely_than_the_old() -> None:

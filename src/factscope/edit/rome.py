@@ -291,19 +291,26 @@ class DeltaResult:
 
 @dataclass
 class LayerStart:
-    """What the optimisation loop reuses: everything below the injection point."""
+    """What the optimisation loop reuses: everything that δ cannot change.
+
+    δ enters at each row's subject's last token (its "lookup" position), so positions
+    before it are the clean run's at every layer: their keys and values above `layer` are
+    kept, and each step recomputes only the positions from the lookup on. Rows sharing a
+    lookup position form one group (one batched forward per group)."""
 
     injection: Injection
     base: Tensor  # (B, T, D) the value δ is added to: down_proj output, or block output
     resid_mid: Tensor  # (B, T, D) residual entering layer's MLP
-    at_lookup: Tensor  # (B, T, 1) 1 at each row's subject's last token
+    keys: list[Tensor | None]  # per layer, (B, K, T, dh) clean keys (layers above `layer`)
+    values: list[Tensor | None]
+    groups: list[tuple[Tensor, int]]  # (rows, lookup position)
 
 
 @torch.no_grad()
 def layer_start(
     model: Transformer, batch: PromptBatch, layer: int, injection: Injection
 ) -> LayerStart:
-    """Run the batch once up to `layer` (nothing there depends on δ)."""
+    """Run the batch once (clean), keeping what `forward_from_layer` reuses."""
     B, T = batch.tokens.shape
     positions = torch.arange(T, device=model.device)
     cache: dict[str, Tensor] = {}
@@ -312,31 +319,47 @@ def layer_start(
         cache[site.split(".", 2)[2]] = x
 
     sites = [f"blocks.{layer}.{s}" for s in ("resid_mid", "mlp.post", "resid_post")]
+    kv = KVCache.empty(model.cfg.n_layers)
     with hooks(model, {s: record for s in sites}):
-        model.run_blocks(model.embed_tokens(batch.tokens), positions, stop=layer + 1)
+        model.run_blocks(model.embed_tokens(batch.tokens), positions, kv_cache=kv)
     if injection == "mlp_down":
         base = model.blocks[layer].mlp.down_proj(cache["mlp.post"])  # before the post-norm
     else:
         base = cache["resid_post"]
-    at_lookup = torch.zeros(B, T, 1, device=model.device, dtype=base.dtype)
-    at_lookup[torch.arange(B, device=model.device), batch.lookup] = 1.0
-    return LayerStart(injection, base, cache["resid_mid"], at_lookup)
+    lookups = batch.lookup.tolist()
+    groups = [
+        (torch.tensor([r for r in range(B) if lookups[r] == p], device=model.device), p)
+        for p in sorted(set(lookups))
+    ]
+    return LayerStart(injection, base, cache["resid_mid"], kv.keys, kv.values, groups)
 
 
 def forward_from_layer(
     model: Transformer, batch: PromptBatch, layer: int, start: LayerStart, delta: Tensor
 ) -> Tensor:
     """The final residual stream (B, T, D) with δ added at every row's subject's last token,
-    recomputing only layer's MLP output (for "mlp_down") and the blocks above it."""
-    positions = torch.arange(batch.tokens.shape[1], device=model.device)
-    shifted = start.base + start.at_lookup * delta.to(start.base.dtype)
-    if start.injection == "mlp_down":
-        mlp = model.blocks[layer].mlp
-        out = shifted if mlp.post_norm is None else mlp.post_norm(shifted)
-        h = start.resid_mid + mlp.out(out)
-    else:
-        h = shifted
-    return model.run_blocks(h, positions, start=layer + 1)
+    recomputing only the positions from that token on, from `layer`'s MLP output (for
+    "mlp_down") or its block output ("resid") upward; positions before it are left zero
+    (they are never scored)."""
+    B, T = batch.tokens.shape
+    out = torch.zeros(B, T, model.cfg.d_model, device=model.device, dtype=start.base.dtype)
+    mlp = model.blocks[layer].mlp
+    for rows, p in start.groups:
+        shifted = start.base[rows, p:].clone()  # (R, T - p, D)
+        shifted[:, 0] = shifted[:, 0] + delta.to(shifted.dtype)
+        if start.injection == "mlp_down":
+            y = shifted if mlp.post_norm is None else mlp.post_norm(shifted)
+            h = start.resid_mid[rows, p:] + mlp.out(y)
+        else:
+            h = shifted
+        kv = KVCache.empty(model.cfg.n_layers)
+        for j in range(layer + 1, model.cfg.n_layers):
+            keys, values = start.keys[j], start.values[j]
+            assert keys is not None and values is not None
+            kv.keys[j], kv.values[j] = keys[rows, :, :p], values[rows, :, :p]
+        positions = torch.arange(p, T, device=model.device)
+        out[rows, p:] = model.run_blocks(h, positions, start=layer + 1, kv_cache=kv)
+    return out
 
 
 def row_means(values: Tensor, batch: PromptBatch) -> Tensor:
