@@ -285,3 +285,22 @@ def test_load_200_concurrent_predictions_and_malformed_requests(server: str, tin
     assert stats["largest_batch"] > 1
     growth = psutil.Process(pid).memory_info().rss - rss_before
     assert growth < 300 * 2**20, f"server memory grew by {growth / 2**20:.0f} MiB"
+
+
+def test_neurons_and_superposition_views(page: Any, server: str) -> None:
+    views = httpx.get(server + "/api/info").json()["views"]
+    if "superposition" in views:
+        open_view(page, "superposition")
+        page.fill("#superposition-form input[name=steps]", "20")
+        page.click("#superposition-form button[type=submit]")
+        page.wait_for_selector("#superposition-chart .main-svg", timeout=60_000)
+        assert "directions in 50 dimensions" in page.inner_text("#superposition-sentence")
+        page.screenshot(path=str(ARTEFACTS / "superposition.png"), full_page=True)
+    if "neurons" in views:
+        open_view(page, "neurons")
+        page.click("#neurons-form button[type=submit]")
+        page.wait_for_selector("#neurons-result table", timeout=120_000)
+        assert page.locator("#neurons-result tbody tr").count() >= 10
+        page.screenshot(path=str(ARTEFACTS / "neurons.png"), full_page=True)
+    if not {"neurons", "superposition"} & set(views):
+        pytest.skip("neither the neurons nor the superposition capability has landed")

@@ -99,3 +99,39 @@ def edit_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> d
         summary = f"{request['subject']}: {old.strip()!r} → {request['new'].strip()!r}"
         host.applied({"summary": summary, "layers": record["layers"]}, handle)
     return record
+
+
+def neurons_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """The top neurons of the fact, their AND test, what they write, the ablation curves.
+    Progress is counted (and a cancel honoured) at every unembedding of the final norm."""
+    from factscope.read.neurons import find_neurons
+
+    context.report(0.0, "waiting for the model")
+    with host.use("job:neurons", yield_to_predictions=True) as lm:
+        count = _progress_hook(context, 0.05, 0.9, 400, "scoring neurons, AND test, ablation")
+        with hooks(lm.model, {"final_norm": count}):
+            result = find_neurons(
+                lm, request["prompt"], request["subject"], request.get("answer"),
+                top=request["top"], max_k=request["max_k"], draws=3,
+            )  # fmt: skip
+    return result.to_dict()
+
+
+def superposition_job(
+    host: ModelHost, request: dict[str, Any], context: JobContext
+) -> dict[str, Any]:
+    """The nearly-perpendicular-vectors experiment; needs no model, so it takes no lock."""
+    from factscope.read.superposition import run_jl
+
+    steps = max(request["steps"], 1)
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        context.report(done / steps, f"step {done} of {request['steps']}")
+
+    result = run_jl(
+        request["n"], request["dim"], request["steps"], seed=request["seed"], progress=step
+    )
+    return result.to_dict()

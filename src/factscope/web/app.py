@@ -101,6 +101,23 @@ class TraceRequest(_Request):
     _prompt = field_validator("prompt", "subject")(_not_blank)
 
 
+class NeuronsRequest(_Request):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    subject: str = Field(min_length=1, max_length=200)
+    answer: str | None = Field(None, min_length=1, max_length=100)
+    top: int = Field(10, ge=1, le=50)
+    max_k: int = Field(50, ge=1, le=500)
+
+    _text = field_validator("prompt", "subject")(_not_blank)
+
+
+class SuperpositionRequest(_Request):
+    n: int = Field(500, ge=2, le=2000)
+    dim: int = Field(50, ge=2, le=300)
+    steps: int = Field(200, ge=0, le=1000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
 class EditJobRequest(_Request):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     subject: str = Field(min_length=1, max_length=200)
@@ -136,7 +153,9 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {
     "flow": JobKind(FlowRequest, analyses.flow_job, "flow"),
     "trace": JobKind(TraceRequest, analyses.trace_job, "trace"),
+    "neurons": JobKind(NeuronsRequest, analyses.neurons_job, "neurons"),
     "edit": JobKind(EditJobRequest, analyses.edit_job, "edit", cached=False),
+    "superposition": JobKind(SuperpositionRequest, analyses.superposition_job, "superposition"),
 }
 
 
@@ -421,7 +440,8 @@ def create_app(
             raise ClientError(status, message) from None
         check_model(body.model)
         params = body.model_dump(exclude={"model"})
-        encode(params["prompt"])
+        if "prompt" in params:
+            encode(params["prompt"])
         if params.get("subject"):  # say now, not from inside the job, that it is not there
             host.lm.tokenizer.find_subject_span(params["prompt"], params["subject"])
         key: tuple[Any, ...] = (host.name, host.revision, kind, json.dumps(params, sort_keys=True))

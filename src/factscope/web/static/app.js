@@ -337,6 +337,79 @@ function drawTrace(traces) {
     sentences.join(" ");
 }
 
+// ---- Neurons ----------------------------------------------------------------------------
+
+views.neurons = {
+  init(section) {
+    const form = $("#neurons-form");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try { drawNeurons(await runJob(section, "neurons", formValues(form))); }
+      catch (error) { showError(section, error); }
+    });
+  },
+};
+
+function drawNeurons(result) {
+  const parts = [`<p class="sentence">p(${esc(show(result.answer.token))}) = ${fmt(result.clean_p)}. ` +
+    `Scores: ${esc(result.methods.subject)} at the last subject token; ${esc(result.methods.final)} at the last token.</p>`];
+  for (const [position, label] of [["subject", "last subject token"], ["final", "last token"]]) {
+    const top = result.top[position] || [];
+    if (!top.length) continue;
+    parts.push(`<table><caption>Top neurons at the ${label}</caption><thead><tr><th>layer</th><th>neuron</th>` +
+      `<th>score</th><th>activation</th><th>p ablated</th><th>AND test</th><th>writes</th></tr></thead><tbody>` +
+      top.map((n) => `<tr><td class="num">${n.layer}</td><td class="num">${n.index}</td>` +
+        `<td class="num">${Number(n.score).toPrecision(3)}</td><td class="num">${fmt(n.act)}</td>` +
+        `<td class="num">${fmt(n.ablated_p)}</td><td>${esc(n.and_test ? n.and_test.verdict : "–")}</td>` +
+        `<td class="tok">${esc(n.promotes.slice(0, 4).map((p) => show(p[0])).join(" "))}</td></tr>`).join("") +
+      "</tbody></table>");
+  }
+  parts.push('<div id="neurons-ablation" class="chart"></div>');
+  $("#neurons-result").innerHTML = parts.join("");
+  const traces = [];
+  for (const curve of result.ablation.filter((c) => c.mode === "mean")) {
+    traces.push({x: curve.ks, y: curve.top_p, mode: "lines+markers", name: `top-k, ${curve.position}`});
+    traces.push({x: curve.ks, y: curve.random_mean, mode: "lines", line: {dash: "dot"}, name: `random k, ${curve.position}`});
+  }
+  Plotly.react("neurons-ablation", traces, {
+    title: {text: "mean-ablating k neurons", font: {size: 13}}, height: 340,
+    margin: {l: 50, r: 10, t: 40, b: 40}, xaxis: {title: "k", type: "log"}, yaxis: {title: "p(answer)"},
+  }, {displayModeBar: false, responsive: true});
+}
+
+// ---- Superposition ----------------------------------------------------------------------
+
+views.superposition = {
+  init(section) {
+    const form = $("#superposition-form");
+    for (const slider of form.querySelectorAll("input[type=range]")) {
+      const output = slider.nextElementSibling;
+      const update = () => { output.textContent = slider.value; };
+      slider.addEventListener("input", update); update();
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try { drawSuperposition(await runJob(section, "superposition", formValues(form))); }
+      catch (error) { showError(section, error); }
+    });
+  },
+};
+
+function drawSuperposition(result) {
+  const centres = (stats) => stats.histogram.map((_, k) => (k + 0.5) * stats.bin_degrees);
+  Plotly.react("superposition-chart", [
+    {type: "bar", x: centres(result.before), y: result.before.histogram, name: "random", opacity: 0.6},
+    {type: "bar", x: centres(result.after), y: result.after.histogram, name: `after ${result.steps} steps`, opacity: 0.6},
+  ], {
+    barmode: "overlay", height: 360, margin: {l: 60, r: 10, t: 20, b: 40},
+    xaxis: {title: "angle between a pair (degrees)", range: [60, 120]}, yaxis: {title: "pairs"},
+  }, {displayModeBar: false, responsive: true});
+  $("#superposition-sentence").textContent =
+    `${result.n} directions in ${result.dim} dimensions: after optimising, ${(100 * result.after.share_89_91).toFixed(1)}% ` +
+    `of pairs lie within 89–91° (random: ${(100 * result.before.share_89_91).toFixed(1)}%); the worst pair is ` +
+    `${fmt(result.after.max_deviation_degrees, 2)}° from perpendicular. Welch bound on max |cos|: ${fmt(result.welch_bound, 4)}.`;
+}
+
 // ---- Edit -------------------------------------------------------------------------------
 
 views.edit = {
