@@ -1,19 +1,21 @@
-"""The forward pass's shortcuts change no number.
+"""The forward pass's shortcuts change no number (beyond float rounding, where they say so).
 
 - rotary tables computed once per pass (`RotaryTables`) equal those computed per layer;
 - grouped-query attention without copying K/V equals the textbook repeat-and-matmul;
-- a HookPoint with nothing attached is skipped, yet torch's own module hooks still run.
+- a HookPoint with nothing attached is skipped, yet torch's own module hooks still run;
+- linear layers computed by oneDNN (float32 CPU inference) equal F.linear to float rounding.
 """
 
 from __future__ import annotations
 
+import platform
 import threading
 
 import pytest
 import torch
 
 from factscope.hooks import hooks, run_with_cache
-from factscope.model import RotaryTables, rotary_cos_sin
+from factscope.model import Linear, RotaryTables, _onednn_available, rotary_cos_sin
 from reference_models import random_model
 
 FAMILIES = ["llama", "gemma3"]
@@ -131,3 +133,53 @@ def test_torch_module_hooks_on_a_site_still_run() -> None:
     finally:
         handle.remove()
     assert seen == [(1, 6, model.cfg.d_mlp)]
+
+
+def _logits(model: torch.nn.Module, tokens: torch.Tensor, onednn: bool) -> torch.Tensor:
+    previous = Linear.onednn
+    Linear.onednn = onednn
+    try:
+        with torch.no_grad():
+            return model(tokens)
+    finally:
+        Linear.onednn = previous
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_onednn_linear_equals_f_linear(family: str) -> None:
+    model = random_model(family)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert _onednn_available()  # x86 wheels of torch ship oneDNN: the fast path is tested
+    tokens = torch.randint(0, 97, (2, 9))
+    fast, plain = _logits(model, tokens, True), _logits(model, tokens, False)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    assert torch.equal(fast.argmax(-1), plain.argmax(-1))
+
+
+def test_onednn_linear_sees_in_place_weight_edits() -> None:
+    """Editing a weight in place (as ROME does) changes the next forward on either path."""
+    model = random_model("llama")
+    tokens = torch.randint(0, 97, (1, 6))
+    before = _logits(model, tokens, True)
+    with torch.no_grad():
+        model.blocks[1].mlp.down_proj.weight.mul_(-3.0)
+    after = _logits(model, tokens, True)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, _logits(model, tokens, False), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_flow_through_linear_layers() -> None:
+    """With autograd recording, the layers fall back to F.linear: exact gradients."""
+    model = random_model("gemma3")
+    tokens = torch.randint(0, 97, (1, 6))
+    grads = []
+    for onednn in (True, False):
+        Linear.onednn = onednn
+        try:
+            model.zero_grad()
+            model(tokens)[0, -1, 3].backward()
+        finally:
+            Linear.onednn = True
+        grads.append(model.blocks[0].attn.q_proj.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    assert torch.equal(grads[0], grads[1])
