@@ -15,6 +15,8 @@ H query heads, K key/value heads, dh d_head, F d_mlp, V vocab.
 
 from __future__ import annotations
 
+import functools
+import platform
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,54 @@ class RMSNorm(nn.Module):
         # F.rms_norm is x * rsqrt(mean(x^2) + eps) * weight in one kernel
         normed = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
         return normed.to(x.dtype)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (x @ W^T + b), computed by oneDNN in float32 CPU inference.
+
+    A next-token forward is little more than reading every weight once, so its speed is the
+    rate at which the matrix-product kernel streams weights. torch's default float32 CPU
+    kernel (MKL) reaches well under the memory rate on some CPUs (~40% on AMD Zen),
+    oneDNN's, on the same dense weights, much closer (benchmarks/load_and_forward.py
+    prints both). Same product, summed in another order: logits agree to ~1e-6 relative.
+    oneDNN's op has no backward, so whenever autograd is recording, F.linear is used.
+    """
+
+    onednn = True  # set False to use F.linear everywhere (benchmarks compare the two)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.onednn and _onednn_applies(x, self.weight):
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [None], "")
+        return F.linear(x, self.weight, self.bias)
+
+
+def _onednn_applies(x: Tensor, weight: Tensor) -> bool:
+    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return (
+        not recording
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and x.numel() > 0
+        and _onednn_available()
+    )
+
+
+@functools.cache
+def _onednn_available() -> bool:
+    """oneDNN's linear is in this torch build, on an x86 CPU, and computes F.linear."""
+    if (
+        platform.machine().lower() not in ("x86_64", "amd64")
+        or not torch.backends.mkldnn.is_available()
+    ):
+        return False
+    try:
+        x = torch.arange(24.0).view(3, 8) / 7  # not torch.randn: leave the seeded RNG alone
+        w = torch.arange(40.0).view(5, 8) / 11
+        with torch.no_grad():
+            got = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [None], "")
+        return bool(torch.allclose(got, F.linear(x, w), atol=1e-5))
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass
@@ -149,10 +199,10 @@ class Attention(nn.Module):
         self.cfg = cfg
         self.layer = layer
         H, K, dh, D = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model
-        self.q_proj = nn.Linear(D, H * dh, bias=False)
-        self.k_proj = nn.Linear(D, K * dh, bias=False)
-        self.v_proj = nn.Linear(D, K * dh, bias=False)
-        self.o_proj = nn.Linear(H * dh, D, bias=False)
+        self.q_proj = Linear(D, H * dh, bias=False)
+        self.k_proj = Linear(D, K * dh, bias=False)
+        self.v_proj = Linear(D, K * dh, bias=False)
+        self.o_proj = Linear(H * dh, D, bias=False)
         self.q_norm = RMSNorm(dh, cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(dh, cfg.norm_eps) if cfg.qk_norm else None
         self.post_norm = RMSNorm(D, cfg.norm_eps) if cfg.post_norms else None
@@ -218,10 +268,10 @@ class MLP(nn.Module):
         self.activation = cfg.activation
         self.gated = cfg.gated_mlp
         if cfg.gated_mlp:
-            self.gate_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
+            self.gate_proj = Linear(cfg.d_model, cfg.d_mlp, bias=False)
             self.gate = HookPoint("(B, T, F)")  # pre-activation of the gate
-        self.up_proj = nn.Linear(cfg.d_model, cfg.d_mlp, bias=False)
-        self.down_proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=False)
+        self.up_proj = Linear(cfg.d_model, cfg.d_mlp, bias=False)
+        self.down_proj = Linear(cfg.d_mlp, cfg.d_model, bias=False)
         self.post_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.post_norms else None
         self.up = HookPoint("(B, T, F)")  # plain MLP: the pre-activation
         self.post = HookPoint("(B, T, F)")  # neuron activations, the input of down_proj
@@ -286,7 +336,7 @@ class Transformer(nn.Module):
         self.rotary = RotaryTables()  # cos/sin computed once per pass, not once per layer
         self.blocks = nn.ModuleList(Block(cfg, i, self.rotary) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.unembed = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embedding.weight
         self.final_norm = HookPoint("(B, T, D)")  # residual after the final norm
