@@ -394,3 +394,27 @@ def test_gemma_michael_jordan_and_neuron() -> None:
     act = cache["blocks.3.mlp.post"][:, 2, 1627]  # last subject token " Jordan"
     assert float(act[0]) > 3.0
     assert float(act[1:].abs().max()) < 0.5
+
+
+def test_find_neurons_on_a_plain_mlp(tiny: LoadedModel) -> None:
+    """A non-gated MLP (the video's picture): no gate site, up is the only question."""
+    from dataclasses import replace
+
+    torch.manual_seed(4)
+    cfg = tiny_config("gemma3", gated_mlp=False, activation="relu", vocab_size=tiny.cfg.vocab_size)
+    plain = replace(tiny, model=soften(Transformer(cfg).eval()))
+    result = find_neurons(
+        plain,
+        PROMPT,
+        "Michael Jordan",
+        " sport",
+        top=3,
+        max_k=6,
+        draws=2,
+        variants=parse_variants(VARIANTS),
+    )
+    assert not result.gated and result.sum_rel_error <= 1e-5
+    for n in result.top["subject"] + result.top["final"]:
+        assert n.gate is None and n.gate_tokens is None
+        assert n.act == pytest.approx(max(n.up, 0.0), abs=1e-6)  # relu(up . x)
+        assert n.and_test is not None and n.and_test.gate_mean is None
