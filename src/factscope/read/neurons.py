@@ -82,14 +82,6 @@ def _mlp(model: Transformer, layer: int) -> MLP:
     return cast(MLP, model.blocks[layer].mlp)
 
 
-def check_layer(model: Transformer, layer: int) -> int:
-    """`layer` if the model has it (negative counts from the end), else a FactscopeError."""
-    L = model.cfg.n_layers
-    if not -L <= layer < L:
-        raise FactscopeError(f"layer {layer} does not exist; this model has layers 0..{L - 1}")
-    return layer % L
-
-
 # ---- counting and batching forward passes ---------------------------------------------------
 
 
