@@ -120,3 +120,38 @@ def test_and_test_names_change_exactly_one_part() -> None:
         ):  # fmt: skip
             f, m, la = names[condition].split()
             assert (f == first, m == middle, la == last) == (keeps_first, True, keeps_last)
+
+
+def test_knowledge_check_scores_whole_answers(tmp_path: Path) -> None:
+    """With logits forced to one token everywhere, exactly the questions whose whole answer
+    is that one token count as right, in each split."""
+    import torch
+
+    from factscope.config import tiny_config
+    from factscope.hooks import hooks
+    from factscope.load import LoadedModel
+    from factscope.model import Transformer
+    from factscope.scratch.knowledge import knowledge_check
+
+    corpus = make_corpus(CorpusSettings(people=60, seed=4))
+    write_corpus(corpus, tmp_path)
+    tokenizer = train_bpe(corpus.biographies + [q.text for q in corpus.qa], 3000)
+    model = Transformer(tiny_config("llama", vocab_size=tokenizer.vocab_size)).eval()
+    lm = LoadedModel("tiny", model, tokenizer, tmp_path)
+    sports = [p.attributes["sport"] for p in corpus.people]
+    sport = max(set(sports), key=sports.count)
+    (squash,) = tokenizer.encode(" " + sport, add_bos=False)
+
+    def always_squash(logits: torch.Tensor, site: str) -> torch.Tensor:
+        logits = logits.clone()
+        logits[..., squash] = 1e4
+        return logits
+
+    with hooks(model, {"logits": always_squash}):
+        result = knowledge_check(lm, tmp_path)
+    for split in ("train", "heldout"):
+        asked = [q for q in corpus.qa if q.split == split]
+        expected = sum(q.answer == sport for q in asked) / len(asked)
+        assert expected > 0
+        assert result.accuracy[split]["all"] == pytest.approx(expected)
+        assert result.counts[split] == len(asked)
