@@ -375,3 +375,25 @@ def test_edit_job_then_undo_restores_the_model(
     assert after["prediction"] == before["prediction"]
     again = client.post("/api/edit/undo", json={})
     assert again.status_code == 409 and "no edit to undo" in again.json()["error"]
+
+
+def test_runs_on_disk_are_listed_and_read_by_name_only(lm: LoadedModel, tmp_path: Path) -> None:
+    history = {"step": [1, 2, 3], "loss": [3.0, 2.5, 2.0], "eval_step": [3], "eval_loss": [2.2]}
+    (tmp_path / "tiny-run").mkdir()
+    (tmp_path / "tiny-run" / "history.json").write_text(json.dumps(history))
+    (tmp_path / "study" / "probe-a").mkdir(parents=True)
+    curves = {"clean": {"mean": [0.5, 0.9], "min": [0.4, 0.8], "max": [0.6, 1.0]}}
+    (tmp_path / "study" / "probe-a" / "probe.json").write_text(json.dumps({"curves": curves}))
+    (tmp_path / "secret.json").write_text("{}")
+    with TestClient(create_app(lm, runs_dir=tmp_path)) as c:
+        views = c.get("/api/info").json()["views"]
+        for kind, name, key in (("train", "tiny-run", "loss"), ("study", "study/probe-a", "curves")):
+            if kind not in views:
+                continue
+            assert c.get(f"/api/runs/{kind}").json()["runs"] == [name]
+            data = c.get(f"/api/runs/{kind}", params={"run": name}).json()["data"]
+            assert key in data
+            for bad in ("../secret", "/etc", "tiny-run/../..", "nope"):
+                r = c.get(f"/api/runs/{kind}", params={"run": bad})
+                assert r.status_code == 400 and "pick one from the list" in r.json()["error"]
+        assert c.get("/api/runs/passwd").status_code == 404

@@ -33,6 +33,9 @@ def serve(
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    runs: Annotated[
+        Path, typer.Option(help="Folder of study and training runs for the Study/Train views.")
+    ] = Path("runs"),
     no_batching: Annotated[
         bool, typer.Option("--no-batching", help="One forward per prediction (for comparison).")
     ] = False,
@@ -53,7 +56,7 @@ def serve(
             markup=False,
         )
     trusted = [*LOOPBACK, "testserver"] if host in LOOPBACK else None
-    web = create_app(lm, batching=not no_batching, trusted_hosts=trusted)
+    web = create_app(lm, batching=not no_batching, trusted_hosts=trusted, runs_dir=runs)
     shown = f"[{host}]" if ":" in host else host
     out.print(f"factscope: {lm.name} at http://{shown}:{port}/  (Ctrl-C to stop)")
     uvicorn.run(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

@@ -288,9 +288,11 @@ def create_app(
     max_waiting: int = 256,
     max_queued_jobs: int = 4,
     trusted_hosts: list[str] | None = None,
+    runs_dir: Path | None = None,
 ) -> FastAPI:
     """The web app serving `lm`. `batching=False` serves predictions one forward each (the
-    benchmark's baseline). `trusted_hosts`: Host headers accepted (None: any)."""
+    benchmark's baseline). `trusted_hosts`: Host headers accepted (None: any). `runs_dir`:
+    the folder whose study and training runs the Study and Train views list."""
     from factscope.registry import MODELS
 
     host = ModelHost(lm)
@@ -510,6 +512,18 @@ def create_app(
             {"undone": undone, "edits": [e.description for e in host.edits],
              "revision": host.revision}
         )  # fmt: skip
+
+    @app.get("/api/runs/{kind}")
+    async def runs(kind: str, run: str | None = None) -> dict[str, Any]:
+        from factscope.web import runs as on_disk
+
+        if kind not in on_disk.RESULT_FILES or kind not in views:
+            raise ClientError(404, f"no {kind[:40]!r} runs here; available: study, train")
+        if run is None:
+            return {"kind": kind, "runs": on_disk.list_runs(runs_dir, kind)}
+        if len(run) > 300:
+            raise ClientError(422, "run name is too long")
+        return on_disk.read_run(runs_dir, kind, run)
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:

@@ -410,6 +410,54 @@ function drawSuperposition(result) {
     `${fmt(result.after.max_deviation_degrees, 2)}° from perpendicular. Welch bound on max |cos|: ${fmt(result.welch_bound, 4)}.`;
 }
 
+// ---- Study and Train: runs on disk ------------------------------------------------------
+
+function runsView(kind, draw) {
+  return {
+    async init(section) {
+      const select = $(`#${kind}-runs`);
+      const load = async () => {
+        showError(section, null);
+        if (!select.value) return;
+        try {
+          const {data} = await api(`/api/runs/${kind}?run=${encodeURIComponent(select.value)}`);
+          draw(data);
+        } catch (error) { showError(section, error); }
+      };
+      select.addEventListener("change", load);
+      try {
+        const {data} = await api(`/api/runs/${kind}`);
+        if (!data.runs.length) { showError(section, `no ${kind} runs in the server's runs folder (factscope serve --runs DIR)`); return; }
+        select.innerHTML = data.runs.map((r) => `<option>${esc(r)}</option>`).join("");
+        load();
+      } catch (error) { showError(section, error); }
+    },
+  };
+}
+
+views.study = runsView("study", ({run, data}) => {
+  const result = data.result || data;
+  const curves = result.curves || {};
+  const traces = Object.entries(curves).map(([name, c]) => ({
+    x: c.mean.map((_, l) => l), y: c.mean, mode: "lines+markers", name,
+    error_y: {type: "data", symmetric: false, array: c.max.map((m, i) => m - c.mean[i]),
+              arrayminus: c.mean.map((m, i) => m - c.min[i]), visible: true, thickness: 1},
+  }));
+  const layers = traces.length ? traces[0].x.length : 1;
+  if (result.chance !== undefined) traces.push({x: [0, layers - 1], y: [result.chance, result.chance], mode: "lines", name: "chance", line: {dash: "dot", color: "#999"}});
+  Plotly.react("study-chart", traces, {title: {text: `${run}: probe accuracy by layer`, font: {size: 13}}, height: 400,
+    xaxis: {title: "layer"}, yaxis: {title: "cross-validated accuracy", range: [0, 1.02]}, margin: {l: 60, r: 10, t: 40, b: 40}},
+    {displayModeBar: false, responsive: true});
+});
+
+views.train = runsView("train", ({run, data}) => {
+  const traces = [{x: data.step, y: data.loss, mode: "lines", name: "train loss", line: {color: "#9ecae1"}}];
+  if (data.eval_step && data.eval_step.length) traces.push({x: data.eval_step, y: data.eval_loss, mode: "lines+markers", name: "eval loss", line: {color: "#d94801"}});
+  Plotly.react("train-chart", traces, {title: {text: `${run}: loss`, font: {size: 13}}, height: 400,
+    xaxis: {title: "step"}, yaxis: {title: "cross-entropy (nats/token)"}, margin: {l: 60, r: 10, t: 40, b: 40}},
+    {displayModeBar: false, responsive: true});
+});
+
 // ---- Edit -------------------------------------------------------------------------------
 
 views.edit = {
