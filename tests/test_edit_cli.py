@@ -1,0 +1,61 @@
+"""`factscope edit` end to end on a tiny GGUF model: before/after table, --save, reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from factscope.cli import main
+from factscope.load import load_model
+from reference_models import tiny_hf_model
+from tiny_checkpoints import write_tiny_gguf
+from tokenizer_vocabs import gemma_like_metadata
+
+PROMPT = "Fact Michael Jordan plays the sport of"
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("edit") / "tiny.gguf"
+    vocab = len(gemma_like_metadata()["tokenizer.ggml.tokens"])
+    hf = tiny_hf_model("gemma3", 3, vocab_size=vocab, layer_types=["sliding_attention"] * 3,
+                       sliding_window=64, query_pre_attn_scalar=256)  # fmt: skip
+    write_tiny_gguf(path, hf, quantize=False)
+    return path
+
+
+def test_edit_prints_before_after_saves_and_the_saved_model_reloads(
+    tiny_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    saved = tmp_path / "edited"
+    before_bytes = tiny_gguf.read_bytes()
+    args = ["edit", PROMPT, "--subject", "the sport of", "--new", "plays", "--layer", "1",
+            "--identity-stats", "--model", str(tiny_gguf), "--save", str(saved),
+            "--neighbour", "Fact Jordan plays the sport of", "--out", str(tmp_path / "out"),
+            "--json"]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["kind"]: r for r in data["before_after"]["rows"]}
+    assert set(rows) == {"prompt", "paraphrase", "neighbour"}
+    assert rows["prompt"]["p_new_after"] > rows["prompt"]["p_new_before"]
+    assert data["edit"]["method"] == "rome" and data["edit"]["layers"] == [1]
+    assert tiny_gguf.read_bytes() == before_bytes  # the model file is never modified
+    assert (tmp_path / "out" / "report.html").exists()
+    # the saved folder loads like any model and holds the edited weights
+    original, edited = load_model(tiny_gguf), load_model(saved)
+    tokens = original.encode(PROMPT)
+    with torch.no_grad():
+        p_orig = torch.softmax(original.model(tokens)[0, -1], -1)
+        p_edit = torch.softmax(edited.model(tokens)[0, -1], -1)
+    plays = original.tokenizer.encode(" plays", add_bos=False)[0]
+    assert float(p_edit[plays]) == pytest.approx(rows["prompt"]["p_new_after"], rel=1e-4)
+    assert float(p_orig[plays]) == pytest.approx(rows["prompt"]["p_new_before"], rel=1e-4)
+    meta = json.loads((saved / "factscope.json").read_text())
+    assert "edit" in json.dumps(meta)
+    # --save onto the existing folder is refused without --force
+    assert main(args) == 2
