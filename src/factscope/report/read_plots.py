@@ -220,11 +220,13 @@ def knockout_plot(
     ax = fig.add_subplot()
     colours = {"subject": "tab:red", "non-subject": "tab:blue", "last": "tab:green"}
     for source, p in probs.items():
-        ax.plot(starts, p, marker=".", color=colours.get(source), label=f"block {source} tokens")
+        what = "the final token itself" if source == "last" else f"{source} tokens"
+        ax.plot(starts, p, marker=".", color=colours.get(source), label=f"block {what}")
     ax.axhline(clean_p, color="black", linestyle=":", linewidth=0.8, label="clean")
     ax.set_xlabel(f"centre layer of the {window}-layer window (clipped at the ends)")
     ax.set_ylabel(f"p({text_label(repr(answer))})" if answer else "p(answer)")
     ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Attention knockout from the final token", fontsize=10)
     ax.legend(fontsize=7)
     return fig
