@@ -55,9 +55,12 @@ def test_sentences_carry_the_measured_numbers(lm: LoadedModel) -> None:
     assert trace["method"] == "approx" and trace["samples"] == 3
     assert any("--exact" in s for s in written["trace"].sentences)  # says it is an estimate
     hidden = next(t for t in written["trace"].data["traces"] if t["kind"] == "hidden")
-    peak = hidden["peak"]
-    said = next(s for s in written["trace"].sentences if s.startswith("The hidden state"))
-    assert f"layer {peak['layer']}" in said and repr(peak["token"]) in said
+    said = next(s for s in written["trace"].sentences if s.startswith("Restoring the hidden"))
+    for t in (hidden["subject_span"][1] - 1, len(hidden["tokens"]) - 1):
+        row = hidden["indirect_effect"][t]
+        layer = max(range(len(row)), key=row.__getitem__)
+        if row[layer] > 0:  # the sentence names the peak layer and its p at both tokens
+            assert f"layer {layer} brings p back to {hidden['scores'][t][layer]:.3f}" in said
     lens = lens_prompt(lm, PROMPT)
     flow = written["flow"].data["flow"]
     assert [row[-1] for row in flow["rank"]] == lens.answer_rank

@@ -193,24 +193,32 @@ def trace_chapter(context: StoryContext) -> ChapterResult:
         f"{first['corrupted_p']:.3f}; restoring one clean state at a time shows where the "
         "fact is carried."
     ]
-    for kind, what in (("hidden", "hidden state"), ("mlp", "MLP output"), ("attn", "attention")):
+    places = {"the last subject token": last_subject, "the last token": len(tokens) - 1}
+    for kind, what in (
+        ("hidden", "the hidden state"),
+        ("mlp", "the MLP outputs"),
+        ("attn", "the attention outputs"),
+    ):
         if kind not in by_kind:
             continue
         trace = by_kind[kind]
         effect = np.asarray(trace["indirect_effect"], dtype=np.float64)  # (T, L)
-        peak = trace["peak"]
-        t, layer = peak["token_index"], peak["layer"]
-        strong = np.flatnonzero(effect[t] >= 0.5 * effect[t].max()) if effect[t].max() > 0 else []
-        window = "" if kind == "hidden" else f" (a {trace['window']}-layer window centred there)"
-        where = "the last subject token" if t == last_subject else (
-            "the last token" if t == len(tokens) - 1 else f"token {t}"
-        )  # fmt: skip
-        sentences.append(
-            f"The {what} matters most at {_tok(tokens[t])} ({where}), layer {layer}{window}: "
-            f"restoring it brings p back to {peak['effect'] + trace['corrupted_p']:.3f}"
-            + (f"; at that token, layers {_layers(strong)} give at least half of that effect."
-               if len(strong) else ".")
-        )  # fmt: skip
+        window = "" if kind == "hidden" else f" (windows of {trace['window']} layers)"
+        parts = []
+        for label, t in places.items():
+            row = effect[t]
+            layer = int(np.nanargmax(row))
+            if row[layer] <= 0:
+                parts.append(f"at {label} {_tok(tokens[t])} nothing comes back")
+                continue
+            strong = np.flatnonzero(row >= 0.5 * row[layer])
+            centred = "layer" if kind == "hidden" else "a window centred on layer"
+            parts.append(
+                f"at {label} {_tok(tokens[t])}, {centred} {layer} brings p back to "
+                f"{row[layer] + trace['corrupted_p']:.3f} (layers {_layers(strong)} give at "
+                "least half of that)"
+            )
+        sentences.append(f"Restoring {what}{window}: " + "; ".join(parts) + ".")
     if method == "approx":
         sentences.append(
             f"These numbers are estimated by attribution patching (--approx: one forward and "

@@ -197,7 +197,7 @@ function drawFlow(flow, measure) {
     for (let t = 0; t < T; t++) {
       const tip = `${flow.layers[r]} · ${show(tokens[t])}\np(${show(flow.answer.token)}) = ${fmt(flow.prob[r][t], 4)}, ` +
         `rank ${flow.rank[r][t]}, logit ${fmt(flow.logit[r][t], 2)}\nlens top-1: ${show(flow.top1[r][t])}`;
-      parts.push(`<rect class="cell" x="${x(t)}" y="${y(r)}" width="${cw - 2}" height="${ch - 2}" ` +
+      parts.push(`<rect class="cell" x="${x(t)}" y="${y(r)}" width="${cw - 2}" height="${ch - 2}" stroke="#e4e4e4" ` +
         `fill="${cellColour(value(r, t))}" data-p="${flow.prob[r][t]}"><title>${esc(tip)}</title></rect>`);
     }
     parts.push("</g>");
@@ -232,10 +232,13 @@ function drawFlow(flow, measure) {
     traces.push({x: layerIndex, y: flow.logit.map((row) => row[subjectLast]), mode: "lines+markers",
                  name: `last subject token ${show(tokens[subjectLast])}`, line: {color: "#d9480f"}});
   }
+  const inner = traces.flatMap((trace) => trace.y.slice(1));  // the embedding row is off scale
+  const low = Math.min(...inner), high = Math.max(...inner), pad = 0.08 * (high - low || 1);
   Plotly.react("flow-projection", traces, {
     title: {text: `residual · answer direction (${show(flow.answer.token)})`, font: {size: 13}},
     margin: {l: 50, r: 10, t: 40, b: 40}, height: 340, legend: {orientation: "h", y: -0.25},
-    xaxis: {title: "residual stream (0 = embeddings)"}, yaxis: {title: "lens logit"},
+    xaxis: {title: "residual stream (0 = embeddings)"},
+    yaxis: {title: "lens logit (embedding row off scale)", range: [low - pad, high + pad]},
     shapes: [],
   }, {displayModeBar: false, responsive: true});
   const first = firstTop1(flow);
@@ -326,9 +329,13 @@ function drawTrace(traces) {
       margin: {l: 150, r: 10, t: 36, b: 40}, height: 90 + 24 * labels.length,
       xaxis: {title: "layer"}, yaxis: {autorange: "reversed", automargin: true},
     }, {displayModeBar: false, responsive: true});
-    const peak = trace.peak;
-    sentences.push(`${trace.kind}: strongest at ${show(peak.token)} (token ${peak.token_index}), layer ${peak.layer}, ` +
-      `restoring brings p to ${fmt(peak.effect + trace.corrupted_p)}.`);
+    const places = [["last subject token", stop - 1], ["last token", trace.tokens.length - 1]];
+    const parts = places.map(([label, t]) => {
+      const row = trace.indirect_effect[t];
+      const layer = row.indexOf(Math.max(...row));
+      return `at the ${label} ${show(trace.tokens[t])} layer ${layer} brings p back to ${fmt(trace.scores[t][layer])}`;
+    });
+    sentences.push(`${trace.kind}: ${parts.join("; ")}.`);
   }
   const first = traces[0];
   $("#trace-sentence").textContent =
