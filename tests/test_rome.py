@@ -289,9 +289,20 @@ def test_too_small_or_missing_corpus_is_an_error(tmp_path: Path) -> None:
         load_corpus(tmp_path / "missing.txt")
 
 
-def test_packaged_corpus_has_at_least_100k_tokens_for_the_test_tokenizer() -> None:
-    corpus = load_corpus()
-    assert len(corpus.documents) > 200
-    # byte-level pieces of the tiny vocabulary make many tokens; the real models' counts
-    # are checked in docs/edit.md; here: the text is there and is long enough in words
-    assert sum(len(d.split()) for d in corpus.documents) > 60_000
+def test_self_corpus_is_written_once_per_model_cached_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factscope.edit.corpus import SEEDS, self_corpus
+
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path))
+    lm = tiny_lm("llama", seed=9)
+    first = self_corpus(lm, 300, progress=False)
+    assert first.n_tokens(lm.tokenizer) >= 300
+    assert all(doc.startswith(seed) for doc, seed in zip(first.documents, SEEDS, strict=False))
+    [cached] = list((tmp_path / "edit-corpus").glob("*.jsonl"))
+    lines = cached.read_text().splitlines()
+    cached.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:10])  # "killed" mid-write
+    again = self_corpus(lm, 300, progress=False)  # resumes: regenerates the cut chunk
+    assert again.documents == first.documents  # each chunk has its own seeded generator
+    more = self_corpus(lm, 600, progress=False)
+    assert more.documents[: len(first.documents)] == first.documents

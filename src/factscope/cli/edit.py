@@ -39,7 +39,10 @@ LayerOpt = Annotated[
     ),
 ]
 CorpusOpt = Annotated[
-    str, typer.Option("--corpus", help="Statistics corpus: 'default' (packaged) or a file.")
+    str,
+    typer.Option(
+        "--corpus", help="Statistics corpus: 'self' (text the model writes, cached) or a file."
+    ),
 ]
 StatsTokensOpt = Annotated[
     int, typer.Option("--stats-tokens", min=100_000, help="Corpus tokens for C = E[k kᵀ].")
@@ -110,7 +113,7 @@ def edit_command(
     save: Annotated[
         Path | None, typer.Option("--save", help="Write the edited model to this new folder.")
     ] = None,
-    corpus: CorpusOpt = "default",
+    corpus: CorpusOpt = "self",
     stats_tokens: StatsTokensOpt = 100_000,
     identity_stats: IdentityOpt = False,
     trace: TraceOpt = "approx",
@@ -137,8 +140,8 @@ def edit_command(
     if save is not None and save.exists() and not force:
         raise FactscopeError(f"{save} already exists; pass --force to overwrite or pick a path")
     paths = out_files(out_dir, ["edit.json", "report.html"], force) if out_dir else {}
-    if not identity_stats:
-        load_corpus(corpus)  # a missing corpus fails before the model loads
+    if not identity_stats and corpus != "self":
+        load_corpus(corpus)  # a missing corpus file fails before the model loads
     lm = load(model, device, dtype)
     n_layers = lm.cfg.n_layers
     if layer is not None and layer >= n_layers:
@@ -231,7 +234,7 @@ def edit_eval_command(
         int,
         typer.Option("--fluency-tokens", min=0, help="Tokens generated per GE text (0: no GE)."),
     ] = 48,
-    corpus: CorpusOpt = "default",
+    corpus: CorpusOpt = "self",
     stats_tokens: StatsTokensOpt = 100_000,
     identity_stats: IdentityOpt = False,
     trace: TraceOpt = "approx",
@@ -252,7 +255,7 @@ def edit_eval_command(
 
     check_method(method)
     data = load_dataset(dataset)
-    if not identity_stats:
+    if not identity_stats and corpus != "self":
         load_corpus(corpus)
     if out_dir.exists() and not out_dir.is_dir():
         raise FactscopeError(f"--out {out_dir} is a file, not a folder; give a folder")

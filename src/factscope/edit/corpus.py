@@ -1,23 +1,25 @@
 """The text that ROME's key statistics are measured on, without downloading Wikipedia.
 
 ROME estimates C = E[k kᵀ], the second moment of the keys an MLP layer sees, over 100,000
-Wikipedia articles that it downloads. factscope installs its corpus with the package
-instead: `data/corpus.jsonl.gz`, about 400 documents of general, encyclopedic English
-written by a small open model (SmolLM2-135M, Apache-2.0) from the `SEEDS` below — openings
-of encyclopedia-style paragraphs about people, places, science, history, sport, culture,
-technology and everyday life. Why generated text:
+Wikipedia articles that it downloads. factscope's default corpus ("self") is text the
+model writes itself: continuations of ~300 short encyclopedic `SEEDS` (openings of
+paragraphs about people, places, science, history, sport, culture, technology),
+temperature 1 and top-p 0.95, 256 tokens each, written once per model and cached under
+`$FACTSCOPE_CACHE/edit-corpus/` (an interrupted generation resumes). Why:
 
-- nothing to download, and the same text for every model, so statistics are comparable
-  across models and reproducible byte for byte;
-- C only needs text *of the kind the model reads* (the keys' typical directions and
-  scales), not facts that are true; published work finds a small fraction of ROME's
-  Wikipedia pass enough. `docs/edit.md` measures how the edits change with the corpus size
-  and with C = I (no statistics at all);
-- a model-written corpus has no licence questions, and `generate_corpus` re-creates it
-  (`python -m factscope.edit.corpus OUT.jsonl.gz`) or writes one in any model's own voice.
+- nothing to download and nothing to license: every model, including ones factscope has
+  never seen, gets a corpus;
+- C only needs text *of the kind the model reads* — the keys' typical directions and
+  scales — not facts that are true; the model's own text sits exactly on its key
+  distribution, and published work finds a small fraction of ROME's Wikipedia pass enough.
+  `docs/edit.md` measures how the edits change with the corpus size and with C = I;
+- the cost is one generation pass per model (100,000 tokens: ~50 TFLOP for Gemma 3, whose
+  262k-row unembedding dominates; minutes on an idle 8-core CPU).
 
-A corpus is a list of documents; `load_corpus` reads the packaged one ("default") or any
-`.txt` file (documents separated by blank lines) or `.jsonl[.gz]` file ({"text": ...}).
+We first packaged one corpus written by SmolLM2-135M for every model; on this project's
+shared 2-core machine generating it did not finish in the time available, so it is not
+shipped; `--corpus FILE` takes any `.txt` (documents separated by blank lines) or
+`.jsonl[.gz]` ({"text": ...}) file instead, e.g. a Wikipedia dump you have.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,8 +41,7 @@ from factscope.model import KVCache
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
 
-DEFAULT_CORPUS = "default"
-PACKAGED_FILE = "corpus.jsonl.gz"
+DEFAULT_CORPUS = "self"
 
 # Openings of encyclopedia-style paragraphs, the "prompts" the corpus is written from.
 SEEDS: tuple[str, ...] = (
@@ -145,22 +145,23 @@ class Corpus:
         return sum(len(encode(doc, add_bos=False)) for doc in self.documents)
 
 
-def load_corpus(name_or_path: str | Path = DEFAULT_CORPUS) -> Corpus:
-    """The packaged corpus ("default"), or a .txt / .jsonl / .jsonl.gz file of documents."""
+def load_corpus(
+    name_or_path: str | Path = DEFAULT_CORPUS,
+    lm: LoadedModel | None = None,
+    n_tokens: int = 100_000,
+    progress: bool = True,
+) -> Corpus:
+    """ "self" (the model's own text, at least `n_tokens` of it plus held-out documents; needs
+    `lm`), or a .txt / .jsonl / .jsonl.gz file of documents."""
     if str(name_or_path) == DEFAULT_CORPUS:
-        data = resources.files("factscope.edit").joinpath("data", PACKAGED_FILE)
-        if not data.is_file():
-            raise FactscopeError(
-                f"the packaged statistics corpus {PACKAGED_FILE} is missing from this install; "
-                "reinstall factscope or pass --corpus FILE"
-            )
-        with data.open("rb") as raw:
-            return Corpus(DEFAULT_CORPUS, _read_jsonl(gzip.decompress(raw.read()).decode()))
+        if lm is None:
+            raise FactscopeError("the 'self' corpus is written by the model; pass the model")
+        return self_corpus(lm, n_tokens + HELD_OUT_TOKENS, progress=progress)
     path = Path(name_or_path)
     if not path.is_file():
         raise FactscopeError(
             f"statistics corpus {str(path)!r} is not a file; give a .txt or .jsonl[.gz] file "
-            "or 'default'"
+            "or 'self'"
         )
     if path.suffix == ".gz":
         text = gzip.decompress(path.read_bytes()).decode("utf-8")
@@ -173,6 +174,9 @@ def load_corpus(name_or_path: str | Path = DEFAULT_CORPUS) -> Corpus:
     if not docs:
         raise FactscopeError(f"statistics corpus {path} holds no text")
     return Corpus(path.name, docs)
+
+
+HELD_OUT_TOKENS = 2_048  # written beyond the statistics' tokens: text for perplexity drift
 
 
 def _read_jsonl(text: str) -> tuple[str, ...]:
@@ -237,53 +241,78 @@ def sample_continuations(
 
 def generate_corpus(
     lm: LoadedModel,
-    n_tokens: int = 130_000,
+    n_tokens: int,
     seeds: Sequence[str] = SEEDS,
-    tokens_per_document: int = 420,
+    tokens_per_document: int = 256,
     seed: int = 0,
+    chunk: int = 16,
+    done: Sequence[dict[str, str]] = (),
+    on_chunk: Callable[[list[dict[str, str]]], None] | None = None,
     progress: bool = True,
-    batch_size: int = 160,
-    on_batch: Callable[[list[dict[str, str]]], None] | None = None,
 ) -> list[dict[str, str]]:
-    """Documents written by `lm` from `seeds` (temperature 1, top-p 0.95), cycling through
-    the seeds until the text holds `n_tokens` of its tokens:
-    [{"seed": ..., "text": seed + continuation}]. `on_batch` sees each batch as it is done
-    (to save progress)."""
+    """Documents written by `lm` from `seeds` (temperature 1, top-p 0.95), `chunk` seeds at a
+    time and cycling through the seeds, until the text holds `n_tokens` of its tokens:
+    [{"seed": ..., "text": seed + continuation}]. `done` are documents of an earlier,
+    interrupted call (generation resumes after them); `on_chunk` sees each new chunk."""
     from tqdm import tqdm
 
-    generator = torch.Generator(device=lm.model.device).manual_seed(seed)
+    docs = list(done)
+    total = sum(len(lm.tokenizer.encode(d["text"], add_bos=False)) for d in docs)
+    bar = tqdm(total=n_tokens, initial=min(total, n_tokens), unit="tok",
+               desc="writing the statistics corpus", disable=not progress)  # fmt: skip
     sampling = Sampling(temperature=1.0, top_p=0.95)
-    # seeds grouped by token length, so that each batch needs no padding
-    by_length: dict[int, list[str]] = {}
-    for s in seeds:
-        by_length.setdefault(len(lm.tokenizer.encode(s)), []).append(s)
-    groups = [
-        g[i : i + batch_size] for g in by_length.values() for i in range(0, len(g), batch_size)
-    ]
-    docs: list[dict[str, str]] = []
-    total = 0
-    bar = tqdm(total=n_tokens, unit="tok", desc="writing corpus", disable=not progress)
-    round_ = 0
     while total < n_tokens:
-        for group in groups:
-            new = sample_continuations(
-                lm, group, tokens_per_document, sampling, generator, batch_size=batch_size
-            )
-            batch_docs = []
-            for prompt, ids in zip(group, new, strict=True):
-                text = prompt + lm.tokenizer.decode(ids)
-                batch_docs.append({"seed": prompt, "round": str(round_), "text": text})
-                n = len(lm.tokenizer.encode(text, add_bos=False))
-                total += n
-                bar.update(n)
-            docs += batch_docs
-            if on_batch is not None:
-                on_batch(batch_docs)
-            if total >= n_tokens:
-                break
-        round_ += 1
+        index = len(docs) // chunk  # chunk i uses seeds i*chunk.. (cycling), its own rng
+        prompts = [seeds[(index * chunk + j) % len(seeds)] for j in range(chunk)]
+        generator = torch.Generator(device=lm.model.device).manual_seed(seed * 1_000_003 + index)
+        new = sample_continuations(lm, prompts, tokens_per_document, sampling, generator, chunk)
+        fresh = []
+        for prompt, ids in zip(prompts, new, strict=True):
+            text = prompt + lm.tokenizer.decode(ids)
+            fresh.append({"seed": prompt, "text": text})
+            n = len(lm.tokenizer.encode(text, add_bos=False))
+            total += n
+            bar.update(min(n, max(0, n_tokens - bar.n)))
+        docs += fresh
+        if on_chunk is not None:
+            on_chunk(fresh)
     bar.close()
     return docs
+
+
+def self_corpus(lm: LoadedModel, n_tokens: int, seed: int = 0, progress: bool = True) -> Corpus:
+    """The model's own text: `generate_corpus` from `SEEDS`, written once per model and
+    cached (`$FACTSCOPE_CACHE/edit-corpus/`); an interrupted generation resumes."""
+    from factscope.edit.stats import model_fingerprint
+    from factscope.weights.cache import cache_root
+
+    key = model_fingerprint(lm.model, lm.cfg.n_layers - 1)
+    path = cache_root() / "edit-corpus" / f"self-{key}-s{seed}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = list(_read_jsonl_dicts(path.read_text(encoding="utf-8"))) if path.exists() else []
+    chunk = 16
+    if len(done) % chunk:  # a chunk cut off by a kill: written again from its start
+        done = done[: len(done) // chunk * chunk]
+        path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in done))
+
+    def append(batch: list[dict[str, str]]) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in batch)
+
+    docs = generate_corpus(
+        lm, n_tokens, seed=seed, chunk=chunk, done=done, on_chunk=append, progress=progress
+    )
+    return Corpus(f"self-{key}", tuple(d["text"] for d in docs))
+
+
+def _read_jsonl_dicts(text: str) -> list[dict[str, str]]:
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break  # a line cut off by a kill: generation resumes from here
+    return out
 
 
 def write_corpus(docs: Sequence[dict[str, str]], path: Path) -> None:
@@ -292,19 +321,11 @@ def write_corpus(docs: Sequence[dict[str, str]], path: Path) -> None:
     path.write_bytes(gzip.compress(lines.encode("utf-8"), mtime=0))
 
 
-if __name__ == "__main__":  # python -m factscope.edit.corpus OUT.jsonl.gz [MODEL] [N_TOKENS]
+if __name__ == "__main__":  # python -m factscope.edit.corpus MODEL N_TOKENS: fill the cache
     import sys
 
     from factscope.load import load_model
 
-    target = Path(sys.argv[1])
-    model_name = sys.argv[2] if len(sys.argv) > 2 else "smollm2-135m"
-    wanted = int(sys.argv[3]) if len(sys.argv) > 3 else 130_000
-    partial = target.with_suffix(".partial.jsonl")
-
-    def append(batch: list[dict[str, str]]) -> None:
-        with partial.open("a", encoding="utf-8") as f:
-            f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in batch)
-
-    write_corpus(generate_corpus(load_model(model_name), n_tokens=wanted, on_batch=append), target)
-    print(f"wrote {target}")
+    lm = load_model(sys.argv[1] if len(sys.argv) > 1 else "gemma-3-270m")
+    corpus = self_corpus(lm, int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    print(f"{corpus.name}: {len(corpus.documents)} documents")

@@ -121,12 +121,14 @@ def perplexity(lm: LoadedModel, documents: Sequence[str], max_tokens: int = 256)
     return math.exp(total / max(count, 1))
 
 
-def held_out_documents(n: int = 4) -> list[str]:
-    """The last `n` documents of the packaged corpus: the statistics (first 100k tokens in
-    document order) never see them."""
+def held_out_documents(
+    lm: LoadedModel, n: int = 4, corpus: str = "self", n_tokens: int = 100_000
+) -> list[str]:
+    """The last `n` documents of the statistics corpus (for "self": written beyond the
+    statistics' tokens, so the statistics never see them)."""
     from factscope.edit.corpus import load_corpus
 
-    return list(load_corpus().documents[-n:])
+    return list(load_corpus(corpus, lm, n_tokens, progress=False).documents[-n:])
 
 
 @dataclass
@@ -278,7 +280,13 @@ def run_edit_eval(
     meta = {**(meta or {}), "task": "edit-eval", "method": method, "layer": layer,
             "sequential": sequential, "n_items": len(records)}  # fmt: skip
     facts = list(records[: sequential or len(records)])
-    drift_docs = held_out_documents(drift_documents) if drift_documents else []
+    corpus_name = getattr(hparams, "corpus", "self") if hparams is not None else "self"
+    stats_tokens = getattr(hparams, "stats_tokens", 100_000) if hparams is not None else 100_000
+    drift_docs = (
+        held_out_documents(lm, drift_documents, corpus_name, stats_tokens)
+        if drift_documents
+        else []
+    )
     ppl_pre = perplexity(lm, drift_docs) if drift_docs else None
 
     if method == "rome" and not sequential:

@@ -73,7 +73,7 @@ class MEMITHyperParams:
     kl_prompt: str = "{} is a"
     mom2_adjustment: bool = True  # False: C = I
     stats_tokens: int = 100_000
-    corpus: str = "default"
+    corpus: str = "self"  # the model's own text (corpus.py) or a file
     nullspace_threshold: float = 2e-2  # AlphaEdit
     L2: float = 10.0  # AlphaEdit
     seed: int = 0

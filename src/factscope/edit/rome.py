@@ -121,7 +121,7 @@ class ROMEHyperParams:
     kl_prompt: str = "{} is a"
     mom2_adjustment: bool = True  # False: C = I
     stats_tokens: int = 100_000
-    corpus: str = "default"
+    corpus: str = "self"  # the model's own text (corpus.py) or a file
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -207,7 +207,15 @@ def layer_stats(
             raise FactscopeError(
                 f"layer {l} is out of range; this model has layers 0..{model.cfg.n_layers - 1}"
             )
-    text = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    if isinstance(corpus, Corpus):
+        text = corpus
+    elif str(corpus) == DEFAULT_CORPUS:
+        from factscope.load import LoadedModel
+
+        lm = LoadedModel("self", model, tokenizer, Path("."))
+        text = load_corpus(corpus, lm, n_tokens, progress=progress)
+    else:
+        text = load_corpus(corpus)
     found: dict[int, KeyStats] = {}
     paths: dict[int, Path] = {}
     if use_cache:
