@@ -32,7 +32,7 @@ ROWS: list[tuple[list[str], str]] = [
     (["superposition", "toy", "--dim-points", "-1"], "--dim-points must be at least 0"),
     (["superposition", "toy", "--phase-points", "-1"], "--phase-points must be at least 0"),
     (["superposition", "toy", "--phase-steps", "0"], "--phase-steps must be at least 1"),
-    (["superposition", "toy", "--dim-hidden", "30"], "--dim-hidden must be smaller"),
+    ([*TOY[:2], "--dim-features", "10", "--dim-hidden", "30"], "--dim-hidden must be smaller"),
     ([*TOY, "--format", "gif"], "--format 'gif' is not supported"),
     ([*MODEL, "--unembed-sample", "1"], "--unembed-sample must be at least 2 (got 1)"),
     ([*MODEL, "--kind", "gate,keys"], "--kind 'gate,keys' is not valid"),

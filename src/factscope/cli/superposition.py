@@ -43,9 +43,10 @@ LossOpt = Annotated[
 
 
 def _bar(total: int, desc: str) -> Any:
+    """A progress bar on stderr; `total` 0 counts without an end."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    return tqdm(total=total or None, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def _numbers(text: str, kind: type, option: str) -> list[Any]:
@@ -150,9 +151,10 @@ def capacity(
     dim_values = _numbers(dims, int, "--dims")
     names = ["capacity.json", "report.html", f"capacity.{fmt}"]
     paths = out_files(out_dir, names, force) if out_dir is not None else {}
-    with _bar(len(eps_values) * len(dim_values), "capacity") as bar:
+    with _bar(0, "capacity trials") as bar:
 
-        def note(line: str) -> None:
+        def note(line: str) -> None:  # one call per optimiser run
+            bar.update(1)
             bar.set_postfix_str(line)
 
         result = capacity_curve(

@@ -254,7 +254,7 @@ def phase_diagram(
     importances: Sequence[float],
     *,
     steps: int = 4000,
-    batch: int = 1024,
+    batch: int = 256,
     lr: float = 1e-2,
     seeds: int = 2,
     seed: int = 0,

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 BEFORE, AFTER, MODEL, RANDOM = "#888888", "#1f77b4", "#d62728", "#888888"
 GROUP_COLOURS = {
@@ -291,11 +292,13 @@ def model_layer_stats(angles: Mapping[str, Any]) -> Figure:
     bounds = [b["rms"] for k, b in angles["bounds"].items() if k != "unembed"]
     if bounds:
         left.axhline(bounds[0], color="k", ls="--", lw=0.8, label="frame bound")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("layer")
     left.set_ylabel("RMS cos between neurons' directions")
     right.set_xlabel("layer")
     right.set_ylabel("share of pairs within 89°–91°")
-    left.set_title("dotted: random directions", fontsize=9)
+    left.set_title("dotted: random unit vectors, same count and dimension", fontsize=9)
     left.legend(fontsize=7)
     return fig
 
