@@ -289,24 +289,18 @@ def job_cache(ctx: Context) -> list[Row]:
         )
         peer_logits, peer_cache = bridge.run_with_cache(tokens)
     ours_logits, cache = run_with_cache(lm.model, tokens)
-    diffs = [float((peer_logits - ours_logits).abs().max())]
-    for i in range(L):
-        for ours_site, tl_site in (
-            ("resid_pre", "hook_resid_pre"),
-            ("resid_post", "hook_resid_post"),
-        ):
-            diffs.append(
-                float(
-                    (peer_cache[f"blocks.{i}.{tl_site}"] - cache[f"blocks.{i}.{ours_site}"])
-                    .abs()
-                    .max()
-                )
-            )
+    pairs = [(peer_logits, ours_logits)] + [
+        (peer_cache[f"blocks.{i}.hook_{site}"], cache[f"blocks.{i}.{site}"])
+        for i in range(L)
+        for site in ("resid_pre", "resid_post")
+    ]
+    diff = max(float((p - o).abs().max()) for p, o in pairs)
+    scale = max(float(o.abs().max()) for _, o in pairs)  # the residual stream grows large
     return [
         Row("cache", f"transformer-lens {version}",
             f"run_with_cache(ids) ({len(peer_cache)} hooks)",
             peer, ours, f"run_with_cache(model, ids) ({len(cache)} sites, all-position logits)",
-            max(diffs), "logits, resid_pre/post of every block", floor,
+            diff, f"logits, resid_pre/post of every block, |values| up to {scale:.0f}", floor,
             note=f"ours with logits_at='last': {ours_last:.3f}s ({peer / ours_last:.2f}x)"),
     ]  # fmt: skip
 
@@ -370,13 +364,7 @@ def job_patch(ctx: Context) -> list[Row]:
             if ctx.full
             else f"peer timed on {len(cells)} of {n_all} cells (layers {layers}), extrapolated"
         )
-        floor = ctx.floors.seconds(
-            *patch_work(
-                cfg,
-                T,
-                per_layer,
-            )
-        )
+        floor = ctx.floors.seconds(*patch_work(cfg, T, per_layer))
         rows.append(
             Row(f"patch {kind}", f"transformer-lens {version}", f"patching.{fn_name}",
                 seconds * n_all / len(cells), ours_s[kind], f"patch_activations(kinds=('{kind}',))",
