@@ -12,7 +12,7 @@ ROWS: list[tuple[list[str], str]] = [
     (
         ["edit", PROMPT, "--subject", "Tom Brady", "--new", "golf", "--model", "{tiny}"],
         "does not occur in prompt",
-    ),  # fmt: skip
+    ),
     ([*EDIT, "--new", " "], "new answer is empty"),
     ([*EDIT, "--new", "golf", "--old", "golf"], "equals the old one"),
     ([*EDIT, "--new", "golf", "--layer", "9"], "layer 9 is out of range"),

@@ -80,7 +80,7 @@ def _records() -> list[FactRecord]:
             neighbourhood=("Michael plays the",),
             counterfactual=n,
             source="test",
-        )  # fmt: skip
+        )
         for i, (s, n) in enumerate(zip(subjects, news, strict=True))
     ]
 

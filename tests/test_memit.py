@@ -124,7 +124,8 @@ def test_alphaedit_on_a_tiny_model_keeps_preserved_keys_and_runs_sequentially() 
         moved = float(((W - W0[l]) @ preserved[l]).norm() / (W0[l] @ preserved[l]).norm())
         assert moved < 1e-4, (l, moved)
     assert state.n_edits == 1 and float(state.previous[2].abs().sum()) > 0
-    second = apply_memit(lm, [EditRequest("Fact Jordan plays the sport of", "the sport of", "Michael")],
+    request = EditRequest("Fact Jordan plays the sport of", "the sport of", "Michael")
+    second = apply_memit(lm, [request],
                          2, TINY, method="alphaedit", stats=stats, state=state)  # fmt: skip
     assert state.n_edits == 2
     second.undo()

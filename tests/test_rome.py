@@ -240,8 +240,8 @@ def test_key_statistics_equal_the_explicit_sum_over_the_corpus_keys() -> None:
     for layer in (0, 2):
         total = torch.zeros(lm.cfg.d_mlp, lm.cfg.d_mlp, dtype=torch.float64)
         count = 0
+        keys: dict[str, torch.Tensor] = {}
         for piece in pieces:
-            keys: dict[str, torch.Tensor] = {}
             with (
                 torch.no_grad(),
                 hooks(

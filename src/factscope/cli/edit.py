@@ -64,9 +64,13 @@ def _hparams(method: str, layer: int | None, corpus: str, tokens: int, identity:
     from factscope.edit.memit import MEMITHyperParams
     from factscope.edit.rome import ROMEHyperParams
 
-    common = {"corpus": corpus, "stats_tokens": tokens, "mom2_adjustment": not identity,
-              "layer": layer}  # fmt: skip
-    return ROMEHyperParams(**common) if method == "rome" else MEMITHyperParams(**common)
+    if method == "rome":
+        return ROMEHyperParams(
+            layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity
+        )
+    return MEMITHyperParams(
+        layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity
+    )
 
 
 def _default_layer(lm: Any, request: Any, trace: str) -> int:
@@ -183,10 +187,12 @@ def edit_command(
     with status(f"{method} edit of layer {chosen} (statistics are computed once, then cached) ..."):
         handle = edit(lm, request, method, chosen, hparams=hp, progress=True)
     after, top_after = snapshot()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"kind": kind, "prompt": text, "p_new_before": b[0], "p_new_after": a[0],
          "p_old_before": b[1], "p_old_after": a[1], "top_before": tb, "top_after": ta}
-        for (kind, text), b, a, tb, ta in zip(checks, before, after, top_before, top_after, strict=True)
+        for (kind, text), b, a, tb, ta in zip(
+            checks, before, after, top_before, top_after, strict=True
+        )
     ]  # fmt: skip
     table_data = {"method": method, "layers": handle.layers, "subject": subject, "new": new,
                   "old": old, "rows": rows}  # fmt: skip
@@ -249,7 +255,8 @@ def edit_eval_command(
     from factscope.edit.corpus import load_corpus
     from factscope.edit.evaluate import fact_request, run_edit_eval
     from factscope.edit.memit import edit_layers
-    from factscope.edit.stats import identity_stats as identity, layer_stats
+    from factscope.edit.stats import identity_stats as identity
+    from factscope.edit.stats import layer_stats
     from factscope.report.edit_html import edit_eval_report
     from factscope.study.datasets import load_dataset
 
@@ -287,7 +294,7 @@ def edit_eval_command(
     )
     table = Table(
         title=f"{lm.name}: {method} on {data.name}, {len(done)} facts"
-        + (f", sequential" if sequential else "")
+        + (", sequential" if sequential else "")
     )
     for column in ("", "ES", "PS", "NS", "S", "EM", "NM", "GE", "ppl"):
         table.add_column(column)

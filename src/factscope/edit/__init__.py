@@ -1,7 +1,8 @@
 """Rewrite a fact: ROME, MEMIT and AlphaEdit, reversible, with CounterFact-style evaluation.
 
     from factscope.edit import EditRequest, edit
-    handle = edit(lm, EditRequest("Michael Jordan plays the sport of", "Michael Jordan", "baseball"))
+    request = EditRequest("Michael Jordan plays the sport of", "Michael Jordan", "baseball")
+    handle = edit(lm, request)
     ...                    # the model in memory now says " baseball"
     handle.undo()          # the exact original weights again
 

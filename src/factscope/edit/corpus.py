@@ -40,6 +40,7 @@ from factscope.model import KVCache
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
+    from factscope.tokenizer import Tokenizer
 
 DEFAULT_CORPUS = "self"
 
@@ -48,7 +49,8 @@ SEEDS: tuple[str, ...] = (
     "The history of the Roman Empire", "Photosynthesis is the process", "The city of Lisbon",
     "In economics, inflation", "The Amazon rainforest", "Marie Curie was", "The violin is",
     "Basketball is a team sport", "The French Revolution began", "A volcano is",
-    "The human heart", "Jazz music originated", "The Great Wall of China", "In mathematics, a prime",
+    "The human heart", "Jazz music originated", "The Great Wall of China",
+    "In mathematics, a prime",
     "The printing press", "Tokyo is the capital", "The Olympic Games", "Coffee is a drink",
     "The theory of evolution", "Mount Kilimanjaro", "The Industrial Revolution", "Chess is",
     "The planet Mars", "William Shakespeare wrote", "The Nile river", "A computer program",
@@ -139,7 +141,7 @@ class Corpus:
             h.update(doc.encode("utf-8") + b"\0")
         return h.hexdigest()[:16]
 
-    def n_tokens(self, tokenizer: object) -> int:
+    def n_tokens(self, tokenizer: Tokenizer) -> int:
         """How many tokens the documents are for `tokenizer` (BOS not counted)."""
         encode = tokenizer.encode
         return sum(len(encode(doc, add_bos=False)) for doc in self.documents)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from factscope.edit.handle import mlp_of
 from factscope.edit.rome import answer_ids
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def answer_probabilities(
         positions = torch.arange(T, device=model.device)
         h = model.run_blocks(model.embed_tokens(tokens), positions)  # (B, T, D)
         for b, (i, j, seq, n_prompt) in enumerate(chunk):
-            targets = seq[n_prompt:] + [answer_ids(tok, prompts[i], answers[j])[-1]]
+            targets = [*seq[n_prompt:], answer_ids(tok, prompts[i], answers[j])[-1]]
             pos = torch.arange(n_prompt - 1, n_prompt - 1 + len(targets), device=model.device)
             log_p = torch.log_softmax(model.unembed_residual(h[b : b + 1, pos]).float()[0], -1)
             picked = log_p[torch.arange(len(targets)), torch.tensor(targets, device=model.device)]
@@ -273,7 +274,6 @@ def run_edit_eval(
     from pathlib import Path
 
     from factscope.edit import edit
-    from factscope.edit.handle import EditHandle
     from factscope.study.sweep import run_sweep
 
     run_dir = Path(run_dir)
@@ -320,9 +320,9 @@ def run_edit_eval(
         if saved:
             with torch.no_grad():
                 for l, w in saved["weights"].items():
-                    lm.model.blocks[l].mlp.down_proj.weight.copy_(w)
+                    mlp_of(lm.model, l).down_proj.weight.copy_(w)
         originals = {
-            l: b.mlp.down_proj.weight.detach().clone() for l, b in enumerate(lm.model.blocks)
+            l: mlp_of(lm.model, l).down_proj.weight.detach().clone() for l in range(lm.cfg.n_layers)
         } if not saved else saved["originals"]  # fmt: skip
         todo = [r for r in facts if r.id not in set(done_ids)]
         chunks = (
@@ -333,19 +333,22 @@ def run_edit_eval(
         for chunk in tqdm(chunks, desc="editing", disable=not progress or len(chunks) < 2):
             requests = [fact_request(r) for r in chunk]
             if method == "rome":
-                handle: EditHandle = edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
+                edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
             else:
                 from factscope.edit.memit import AlphaEditState, MEMITHyperParams, apply_memit
 
                 hp = hparams or MEMITHyperParams()
                 if method == "alphaedit" and state is None and stats is not None:
                     state = AlphaEditState.from_stats(stats, hp.nullspace_threshold)
-                handle = apply_memit(lm, requests, layer, hp, method=method, stats=stats,
+                apply_memit(lm, requests, layer, hp, method=method, stats=stats,
                                      state=state, progress=progress)  # fmt: skip
             done_ids += [r.id for r in chunk]
-            changed = {l: lm.model.blocks[l].mlp.down_proj.weight.detach().clone()
-                       for l in range(lm.cfg.n_layers)
-                       if not torch.equal(lm.model.blocks[l].mlp.down_proj.weight, originals[l])}  # fmt: skip
+            weights = [
+                mlp_of(lm.model, l).down_proj.weight.detach() for l in range(lm.cfg.n_layers)
+            ]
+            changed = {
+                l: w.clone() for l, w in enumerate(weights) if not torch.equal(w, originals[l])
+            }
             torch.save({"done": done_ids, "weights": changed, "state": state,
                         "originals": originals}, checkpoint)  # fmt: skip
         post_records = run_sweep(
@@ -355,7 +358,7 @@ def run_edit_eval(
         ppl_post = perplexity(lm, drift_docs) if drift_docs else None
         with torch.no_grad():  # the loaded model back as it was
             for l, w in originals.items():
-                lm.model.blocks[l].mlp.down_proj.weight.copy_(w)
+                mlp_of(lm.model, l).down_proj.weight.copy_(w)
         pre_by_id = {r["id"]: r["pre"] for r in pre_records}
         done = [{"id": r["id"], "pre": pre_by_id[r["id"]], "post": r["post"]} for r in post_records]
 
@@ -369,7 +372,8 @@ def run_edit_eval(
         method=method, model=str(meta.get("model", lm.name)), dataset=str(meta.get("dataset", "")),
         n_facts=len(done), sequential=sequential,
         pre=summarise(done, "pre"), post=summarise(done, "post"),
-        fluency_pre=_mean_of(done, "pre", "fluency"), fluency_post=_mean_of(done, "post", "fluency"),
+        fluency_pre=_mean_of(done, "pre", "fluency"),
+        fluency_post=_mean_of(done, "post", "fluency"),
         perplexity_pre=ppl_pre, perplexity_post=ppl_post,
     )  # fmt: skip
     return done, summary

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
 
 from factscope.errors import FactscopeError
-from factscope.model import Transformer
+from factscope.model import MLP, Block, Transformer
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
+
+
+def mlp_of(model: Transformer, layer: int) -> MLP:
+    """The MLP of block `layer` (typed: `model.blocks[i]` is a plain Module to mypy)."""
+    return cast(Block, model.blocks[layer]).mlp
 
 
 @dataclass
@@ -40,16 +45,16 @@ class EditHandle:
     def begin(cls, model: Transformer, method: str, layers: list[int]) -> EditHandle:
         """Copy the weights about to change (call before changing them)."""
         originals = {
-            l: model.blocks[l].mlp.down_proj.weight.detach().clone() for l in sorted(set(layers))
+            l: mlp_of(model, l).down_proj.weight.detach().clone() for l in sorted(set(layers))
         }
         return cls(model, method, sorted(set(layers)), [], originals)
 
     def add_delta(self, layer: int, delta: Tensor) -> None:
         """W += ΔW for layer's down_proj (ΔW (D, F) computed in float64, added in W's dtype)."""
         if layer not in self.originals:
-            self.originals[layer] = self.model.blocks[layer].mlp.down_proj.weight.detach().clone()
+            self.originals[layer] = mlp_of(self.model, layer).down_proj.weight.detach().clone()
             self.layers = sorted(self.originals)
-        weight = self.model.blocks[layer].mlp.down_proj.weight
+        weight = mlp_of(self.model, layer).down_proj.weight
         with torch.no_grad():
             weight.copy_((weight.double() + delta.to(weight.device)).to(weight.dtype))
 
@@ -59,13 +64,13 @@ class EditHandle:
             raise FactscopeError("this edit was already undone")
         with torch.no_grad():
             for l, original in self.originals.items():
-                self.model.blocks[l].mlp.down_proj.weight.copy_(original)
+                mlp_of(self.model, l).down_proj.weight.copy_(original)
         self.undone = True
 
     def weight_change(self) -> dict[int, Tensor]:
         """ΔW actually in the model per layer, (D, F) float64."""
         return {
-            l: self.model.blocks[l].mlp.down_proj.weight.detach().double() - w.double()
+            l: mlp_of(self.model, l).down_proj.weight.detach().double() - w.double()
             for l, w in self.originals.items()
         }
 
@@ -76,7 +81,7 @@ class EditHandle:
 
         if self.undone:
             raise FactscopeError("this edit was undone; there is nothing edited to save")
-        provenance = {"edit": self.to_dict()}
+        provenance: dict[str, object] = {"edit": self.to_dict()}
         return save_model(lm, path, provenance=provenance, force=force)
 
     def to_dict(self) -> dict[str, Any]:

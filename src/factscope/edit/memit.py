@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from factscope.edit.handle import EditHandle
+from factscope.edit.handle import EditHandle, mlp_of
 from factscope.edit.rome import (
     EditRequest,
     PromptBatch,
@@ -209,7 +209,7 @@ def _fact_batches(
             answer_ids(lm.tokenizer, r.prompt, r.new),
             [kl_prompt],
             lm.model.device,
-        )  # fmt: skip
+        )
         for r in requests
     ]
 
@@ -221,12 +221,13 @@ def _bare_states(
     """At each fact's bare prompt (row 0), subject's last token: the down_proj output y and
     MLP output o of `layer`, and the residual h after `z_layer`. (n, D) each."""
     ys, outs, hs = [], [], []
+    cache: dict[str, Tensor] = {}
+
+    def record(x: Tensor, site: str) -> None:
+        cache[site] = x
+
     for b in batches:
         tokens = b.tokens[:1, : b.lengths[0]]
-        cache: dict[str, Tensor] = {}
-
-        def record(x: Tensor, site: str) -> None:
-            cache[site] = x
 
         sites = [
             f"blocks.{layer}.mlp.post",
@@ -237,7 +238,7 @@ def _bare_states(
         with hooks(model, {s: record for s in sites}):
             model.run_blocks(model.embed_tokens(tokens), positions, stop=z_layer + 1)
         t = int(b.lookup[0])
-        ys.append(model.blocks[layer].mlp.down_proj(cache[sites[0]][0, t]))
+        ys.append(mlp_of(model, layer).down_proj(cache[sites[0]][0, t]))
         outs.append(cache[sites[1]][0, t])
         hs.append(cache[sites[2]][0, t])
     return torch.stack(ys), torch.stack(outs), torch.stack(hs)
@@ -248,7 +249,7 @@ def _down_proj_targets(model: Transformer, layer: int, y: Tensor, o: Tensor, r: 
 
     Without a post-norm that is r itself. With Gemma's post-norm o = g · y / rms(y), the
     norm is inverted: y' = rms(y) · (o + r)/g / rms((o + r)/g), and the change is y' − y."""
-    norm = model.blocks[layer].mlp.post_norm
+    norm = mlp_of(model, layer).post_norm
     if norm is None:
         return r
     g = norm.weight.detach().double()
@@ -289,9 +290,13 @@ def apply_memit(
     if stats is None or any(l not in stats for l in layers):
         if hparams.mom2_adjustment:
             stats = layer_stats(
-                model, lm.tokenizer, layers, hparams.corpus, hparams.stats_tokens,
+                model,
+                lm.tokenizer,
+                layers,
+                hparams.corpus,
+                hparams.stats_tokens,
                 progress=progress,
-            )  # fmt: skip
+            )
         else:
             stats = {l: identity_stats(model, l) for l in layers}
     if method == "alphaedit" and state is None:
@@ -306,10 +311,17 @@ def apply_memit(
     zs, z_losses = [], []
     for b in tqdm(batches, desc="z (target residuals)", disable=not progress):
         d = optimise_delta(
-            model, b, z_layer, "resid", hparams.v_num_grad_steps, hparams.v_lr,
-            hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
+            model,
+            b,
+            z_layer,
+            "resid",
+            hparams.v_num_grad_steps,
+            hparams.v_lr,
+            hparams.v_weight_decay,
+            hparams.clamp_norm_factor,
+            hparams.kl_factor,
             hparams.early_stop_loss,
-        )  # fmt: skip
+        )
         z_losses.append(d.losses)
         zs.append(d.delta)
     _, _, h0 = _bare_states(model, batches, z_layer, z_layer)

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from factscope.edit.handle import mlp_of
 from factscope.edit.stats import KeyStats
 from factscope.errors import FactscopeError
 from factscope.generate import Sampling, pick_token
@@ -323,7 +324,7 @@ def layer_start(
     with hooks(model, {s: record for s in sites}):
         model.run_blocks(model.embed_tokens(batch.tokens), positions, kv_cache=kv)
     if injection == "mlp_down":
-        base = model.blocks[layer].mlp.down_proj(cache["mlp.post"])  # before the post-norm
+        base = mlp_of(model, layer).down_proj(cache["mlp.post"])  # before the post-norm
     else:
         base = cache["resid_post"]
     lookups = batch.lookup.tolist()
@@ -343,7 +344,7 @@ def forward_from_layer(
     (they are never scored)."""
     B, T = batch.tokens.shape
     out = torch.zeros(B, T, model.cfg.d_model, device=model.device, dtype=start.base.dtype)
-    mlp = model.blocks[layer].mlp
+    mlp = mlp_of(model, layer)
     for rows, p in start.groups:
         shifted = start.base[rows, p:].clone()  # (R, T - p, D)
         shifted[:, 0] = shifted[:, 0] + delta.to(shifted.dtype)
@@ -524,7 +525,7 @@ def compute_rome(
         hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
         hparams.early_stop_loss,
     )  # fmt: skip
-    W = model.blocks[layer].mlp.down_proj.weight.detach()
+    W = mlp_of(model, layer).down_proj.weight.detach()
     with torch.no_grad():
         v_star = W.float() @ k_star.float() + result.delta  # the value to store at k*
     lam, u = rank_one_update(W, k_star, v_star, stats if hparams.mom2_adjustment else None)
