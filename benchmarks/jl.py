@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--timed-steps", type=int, default=8, help="steps timed per repeat")
+    parser.add_argument("--timed-steps", type=int, default=5, help="steps timed per repeat")
     parser.add_argument("--block", type=int, default=512)
     parser.add_argument("--full", action="store_true", help="run every step, no extrapolation")
     parser.add_argument("--skip-baseline", action="store_true")

@@ -46,7 +46,10 @@ def _bar(total: int, desc: str) -> Any:
     """A progress bar on stderr; `total` 0 counts without an end."""
     from tqdm import tqdm
 
-    return tqdm(total=total or None, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    # delay: nothing is drawn for the first second, so a quick error stays one line
+    return tqdm(
+        total=total or None, delay=1.0, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True
+    )
 
 
 def _numbers(text: str, kind: type, option: str) -> list[Any]:
