@@ -157,7 +157,7 @@ def time_probe(lm: Any, data: Any, n: int) -> None:
     from factscope.study.datasets import Dataset
     from factscope.study.probe import ActivationWork, probe_layers
 
-    facts = list(data.records[:n])
+    facts = list(data.records[:: max(1, len(data.records) // n)][:n])  # every sport
     sub = Dataset(data.name, data.version, data.relation, tuple(facts))
     work = ActivationWork(lm, sub)
     start = time.perf_counter()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from factscope.report.html import read_report_data
 from factscope.study.know import (
     KNOWN_THRESHOLD,
     few_shot_prompts,
@@ -118,6 +119,8 @@ def test_cli_refuses_a_run_folder_of_another_dataset(
     assert "dataset 'toy_sport'" in lines[0] and "--force" in lines[0]
     assert main([*other, "--force"]) == 0
     assert json.loads((tmp_path / "run" / "know.json").read_text())["dataset"] == "city_country"
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert read_report_data(page)["counts"]["candidates"]["all"] == 3 and page.count("<svg") == 2
 
 
 FLOATS = ("p_correct", "mass_on_answer_set", "p_answer_set")

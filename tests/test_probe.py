@@ -120,3 +120,12 @@ def test_probe_result_on_the_tiny_model(lm, tmp_path: Path) -> None:  # type: ig
     # resumed: same activations, same curves
     again = probe(lm, ds, list(ds.records), tmp_path, folds=3, progress=False)
     assert again.curves == result.curves
+    # the report holds the figure and the data
+    import json
+
+    from factscope.report.html import read_report_data
+    from factscope.report.study_html import probe_report
+
+    data = json.loads(json.dumps(result.to_dict()))
+    page = probe_report(data, command="factscope probe --dataset toy")
+    assert read_report_data(page) == data and page.count("<svg") == 1

@@ -83,4 +83,12 @@ def test_records_are_the_single_fact_traces(lm, tmp_path: Path) -> None:  # type
         progress=False,
     )  # fmt: skip
     assert approx.method == "approx"
+    import json
+
+    from factscope.report.html import read_report_data
+    from factscope.report.study_html import trace_many_report
+
+    data = json.loads(json.dumps(result.to_dict()))
+    page = trace_many_report(data)
+    assert read_report_data(page) == data and page.count("<svg") == 1
     assert approx.corrupted_p == pytest.approx(result.corrupted_p, rel=1e-5)
