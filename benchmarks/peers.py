@@ -313,6 +313,8 @@ def job_patch(ctx: Context) -> list[Row]:
     from factscope.locate.patch import patch_activations
     from factscope.locate.prompts import answer_token
 
+    if (version := peer_version("transformer-lens")) is None:
+        return [skipped("patch", "transformer-lens")]
     lm = load_model(MODEL)
     cfg = lm.cfg
     clean, corrupt = lm.encode(PROMPT), lm.encode(CORRUPT_PROMPT)
@@ -332,8 +334,6 @@ def job_patch(ctx: Context) -> list[Row]:
             lambda kind=kind: patch_activations(lm.model, clean, corrupt, (a, b), (kind,))
         )
         ours_grid[kind] = torch.tensor(result.logit_diffs[kind])
-    if (version := peer_version("transformer-lens")) is None:
-        return [skipped("patch", "transformer-lens")]
     import pandas as pd
     from transformer_lens import patching
 
@@ -398,6 +398,8 @@ def job_trace(ctx: Context) -> list[Row]:
         trace_fact,
     )
 
+    if (version := peer_version("nnsight")) is None:
+        return [skipped("trace", "nnsight")]
     lm = load_model(MODEL)
     cfg = lm.cfg
     tokens = lm.encode(PROMPT)
@@ -410,8 +412,6 @@ def job_trace(ctx: Context) -> list[Row]:
     )
     scores = torch.tensor(results["hidden"].scores)  # (T, L)
     floor = ctx.floors.seconds(*trace_work(cfg, T, span[0], samples))
-    if (version := peer_version("nnsight")) is None:
-        return [skipped("trace", "nnsight")]
     import nnsight
 
     nn_model = load_nnsight(ctx.folder)
@@ -467,6 +467,8 @@ def job_lens(ctx: Context) -> list[Row]:
     from factscope.load import load_model
     from factscope.locate.lens import logit_lens
 
+    if (version := peer_version("nnsight")) is None:
+        return [skipped("lens", "nnsight")]
     lm = load_model(MODEL)
     tokens = lm.encode(PROMPT)
     T, L = tokens.shape[1], lm.cfg.n_layers
@@ -475,8 +477,6 @@ def job_lens(ctx: Context) -> list[Row]:
     ours_top = torch.tensor(result.top1_probs)[1:]  # rows 1..L: the output of block 0..L-1
     gflop, gbytes = forward_work(lm.cfg, T, T * (L + 2))  # the forward + L + 1 unembeddings
     floor = ctx.floors.seconds(gflop, gbytes)
-    if (version := peer_version("nnsight")) is None:
-        return [skipped("lens", "nnsight")]
     import nnsight
 
     nn_model = load_nnsight(ctx.folder)
@@ -599,8 +599,8 @@ def main() -> None:
     rows = [Row(**json.loads(line)) for line in rows_path.read_text().splitlines()]
     rows_path.unlink()
     print_table(rows, floors)
-    if failed:
-        print(f"\nthese jobs failed (see above): {', '.join(failed)}")
+    if failed:  # a missing peer is not a failure; an error in a job is
+        sys.exit(f"\nthese jobs failed (see above): {', '.join(failed)}")
 
 
 def print_table(rows: list[Row], floors: Floors) -> None:
