@@ -96,3 +96,18 @@ def busy_report(title: str = "") -> float:
             "below may be several times those of an idle machine, and so may the ratios"
         )
     return load
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int = 7) -> list[float]:
+    """Median wall time of each of `fns`, called in turn `repeats` times after one untimed
+    call each: a change in the machine's load weighs on all of them alike, so their ratios
+    hold even when the times do not."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]

@@ -29,7 +29,6 @@ import importlib.util
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from machine import Floors, busy_report, machine_report
+from machine import Floors, busy_report, interleaved_medians, machine_report
 
 MODEL = "gemma-3-270m"
 PROMPT = "Michael Jordan plays the sport of"
@@ -157,19 +156,6 @@ def paired_medians(
     each), so that a change in the machine's load weighs on both alike."""
     a, b = interleaved_medians([ours, peer], repeats)
     return a, b
-
-
-def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median time of each of `fns`, called in turn `repeats` times (after one untimed call)."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def timed_once(fn: Callable[[], Any]) -> tuple[Any, float]:
