@@ -167,7 +167,8 @@ views.flow = {
   },
 };
 
-const flowState = {flow: null, timer: null, layer: -1, geometry: null};
+const flowState = {flow: null, timer: null, layer: -1, geometry: null, frames: []};
+window.factscopeFlow = flowState;
 
 function cellColour(value) {  // 0 -> white, 1 -> deep blue
   const v = Math.max(0, Math.min(1, value));
@@ -262,6 +263,7 @@ function firstTop1(flow) {
 
 function setFlowLayer(layer) {
   flowState.layer = layer;
+  flowState.frames.push(layer);  // every frame shown, in order (read by the browser test)
   for (const g of document.querySelectorAll("#flow-grid .flow-row")) {
     g.classList.toggle("hidden-row", Number(g.dataset.row) > layer);
   }
@@ -281,6 +283,7 @@ function stopFlow() { clearInterval(flowState.timer); flowState.timer = null; }
 
 function animateFlow(from) {
   stopFlow();
+  flowState.frames = [];
   let layer = from;
   setFlowLayer(layer);
   flowState.timer = setInterval(() => {
