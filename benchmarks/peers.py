@@ -286,7 +286,7 @@ def job_cache(ctx: Context) -> list[Row]:
         Row("cache", f"transformer-lens {version}",
             f"run_with_cache(ids) ({len(peer_cache)} hooks)",
             peer, ours, f"run_with_cache(model, ids) ({len(cache)} sites, all-position logits)",
-            diff, f"logits, resid_pre/post of every block, |values| up to {scale:.0f}", floor,
+            diff, f"logits, resid_pre/post of every block; largest value {scale:.0f}", floor,
             note=f"ours with logits_at='last': {ours_last:.3f}s ({peer / ours_last:.2f}x)"),
     ]  # fmt: skip
 
