@@ -387,7 +387,10 @@ def test_runs_on_disk_are_listed_and_read_by_name_only(lm: LoadedModel, tmp_path
     (tmp_path / "secret.json").write_text("{}")
     with TestClient(create_app(lm, runs_dir=tmp_path)) as c:
         views = c.get("/api/info").json()["views"]
-        for kind, name, key in (("train", "tiny-run", "loss"), ("study", "study/probe-a", "curves")):
+        for kind, name, key in (
+            ("train", "tiny-run", "loss"),
+            ("study", "study/probe-a", "curves"),
+        ):
             if kind not in views:
                 continue
             assert c.get(f"/api/runs/{kind}").json()["runs"] == [name]
@@ -397,3 +400,23 @@ def test_runs_on_disk_are_listed_and_read_by_name_only(lm: LoadedModel, tmp_path
                 r = c.get(f"/api/runs/{kind}", params={"run": bad})
                 assert r.status_code == 400 and "pick one from the list" in r.json()["error"]
         assert c.get("/api/runs/passwd").status_code == 404
+
+
+def test_full_queues_answer_429_at_once(lm: LoadedModel) -> None:
+    with TestClient(create_app(lm, max_waiting=0, max_queued_jobs=0)) as c:
+        r = c.post("/api/predict", json={"prompt": "busy?"})
+        assert r.status_code == 429 and "limit" in r.json()["error"]
+        assert r.json()["status"] == "busy"
+        body = {"prompt": PROMPT, "subject": SUBJECT, "method": "exact", "samples": 50}
+        first = c.post("/api/jobs/trace", json=body).json()
+        second = c.post("/api/jobs/trace", json={**body, "seed": 1})
+        assert second.status_code == 429 and "the limit" in second.json()["error"]
+        c.post(f"/api/jobs/{first['id']}/cancel")
+        assert wait_job(c, first)["state"] in ("cancelled", "done")  # the model is free again
+
+
+def test_flow_result_renders_in_a_notebook(lm: LoadedModel) -> None:
+    from factscope.story.flow import flow_of_fact
+
+    page = flow_of_fact(lm, PROMPT, SUBJECT)._repr_html_()
+    assert page.startswith('<div class="factscope-fragment"') and "<svg" in page

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -170,7 +170,7 @@ def _prediction_bar(top: list[dict[str, Any]]) -> Figure:
 def trace_chapter(context: StoryContext) -> ChapterResult:
     from factscope.locate.trace import trace_prompt
 
-    method = "exact" if context.exact else "approx"
+    method: Literal["exact", "approx"] = "exact" if context.exact else "approx"
     context.progress(f"causal trace ({method}, {context.samples} noise samples)")
     results = trace_prompt(
         context.lm,
@@ -211,7 +211,7 @@ def trace_chapter(context: StoryContext) -> ChapterResult:
             if row[layer] <= 0:
                 parts.append(f"at {label} {_tok(tokens[t])} nothing comes back")
                 continue
-            strong = np.flatnonzero(row >= 0.5 * row[layer])
+            strong = [int(i) for i in np.flatnonzero(row >= 0.5 * row[layer])]
             centred = "layer" if kind == "hidden" else "a window centred on layer"
             parts.append(
                 f"at {label} {_tok(tokens[t])}, {centred} {layer} brings p back to "
@@ -290,7 +290,18 @@ def flow_chapter(context: StoryContext) -> ChapterResult:
             for h in flow["heads"][:3]
         )
         sentences.append(f"The heads writing it most directly: {heads}.")
-    flow_section = Section(
+    return ChapterResult(
+        "flow",
+        "How it is moved to the last token",
+        sentences,
+        [flow_section(flow), *dla_sections(dla)],
+        {"flow": flow, "dla": dla},
+    )
+
+
+def flow_section(flow: dict[str, Any]) -> Section:
+    """The flow picture as a section (the story's and `FlowResult._repr_html_`'s)."""
+    return Section(
         "The answer forming, layer by layer",
         text=[
             "Each cell: p(answer) when the residual stream entering that layer (bottom: the "
@@ -299,13 +310,6 @@ def flow_chapter(context: StoryContext) -> ChapterResult:
             "the subject token each attends to most into the last token."
         ],
         figures=[flow_figure(flow)],
-    )
-    return ChapterResult(
-        "flow",
-        "How it is moved to the last token",
-        sentences,
-        [flow_section, *dla_sections(dla)],
-        {"flow": flow, "dla": dla},
     )
 
 

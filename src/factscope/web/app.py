@@ -170,8 +170,8 @@ class ClientError(Exception):
         self.status = status
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=code)
 
 
 def _validation_message(errors: list[Any]) -> tuple[int, str]:
