@@ -243,6 +243,7 @@ def trace_many(
     from factscope.report.study_html import trace_many_report
     from factscope.report.study_plots import average_trace_heatmaps
     from factscope.study.datasets import load_dataset
+    from factscope.study.trace_many import dataset_noise_std
     from factscope.study.trace_many import trace_many as run_trace_many
 
     _backend(backend)
@@ -251,11 +252,15 @@ def trace_many(
     data = load_dataset(dataset)
     lm = load(model, device, dtype)
     run_dir = _study_out(out_dir, "trace-many", lm.name, data)
-    facts = _facts(lm, data, known, use_all, n)
+    every = _facts(lm, data, known, use_all, None)
+    # the noise scale comes from every fact's subject, so --n does not change it (and a run
+    # grown with a larger --n resumes)
+    noise_std = dataset_noise_std(lm, every)
     command = command_line()
     result, _ = run_trace_many(
-        lm, data, facts, run_dir, kinds=kinds, samples=samples, window=window, seed=seed,
-        approx=approx, backend=backend, address=address, force=force, command=command,
+        lm, data, every[:n] if n is not None else every, run_dir, kinds=kinds,
+        samples=samples, window=window, noise_std=noise_std, seed=seed, approx=approx,
+        backend=backend, address=address, force=force, command=command,
     )  # fmt: skip
     payload = {**result.to_dict(), "command": command, "factscope_version": __version__}
     write_json(run_dir / "trace_many.json", payload)

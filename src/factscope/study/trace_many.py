@@ -198,8 +198,8 @@ def average_trace(
 
 
 def dataset_noise_std(lm: LoadedModel, facts: Sequence[FactRecord]) -> float:
-    """ROME's noise: 3 x the std of the embeddings of the subjects' tokens (here: of the
-    facts traced)."""
+    """ROME's noise: 3 x the std of the embeddings of the subjects' tokens, over `facts`
+    (the CLI passes every known fact, however many are traced)."""
     ids = sorted({i for f in facts for i in lm.tokenizer.encode(f.subject, add_bos=False)})
     return estimate_noise_std(lm.model, ids)
 
