@@ -95,6 +95,8 @@ def test_rome_edit_eval_scores_each_fact_and_resumes(tmp_path: Path) -> None:
                                   progress=False)  # fmt: skip
     assert [r["id"] for r in done] == ["tiny/0", "tiny/1"]
     assert summary.n_facts == 2 and summary.post["efficacy"] >= summary.pre["efficacy"]
+    page = summary._repr_html_()
+    assert "89.2" in page and "rome on" in page  # ours beside the published ROME numbers
     assert all(torch.equal(weights[n], w) for n, w in lm.model.state_dict().items())
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     assert len(lines) == 2

@@ -161,6 +161,7 @@ def test_edit_makes_the_new_answer_more_likely_than_the_old() -> None:
     handle = edit(lm, EditRequest(prompt, subject, new, old), "rome", layer=1,
                   hparams=TINY, stats=tiny_stats(lm, [1]))  # fmt: skip
     assert p_answer(lm, prompt, new) > p_answer(lm, prompt, old)
+    assert "final loss" in handle.results[0]._repr_html_() and "rome" in handle._repr_html_()
     handle.undo()
     after = lm.model.state_dict()
     assert all(torch.equal(before[n], after[n]) for n in before)  # bit-identical

@@ -170,6 +170,11 @@ class MEMITResult:
             "hparams": self.hparams.to_dict(),
         }
 
+    def _repr_html_(self) -> str:
+        from factscope.report.edit_html import result_html
+
+        return result_html(self.to_dict())
+
 
 def memit_templates(lm: LoadedModel, hparams: MEMITHyperParams) -> list[str]:
     """["{}"] + 5 texts of 10 tokens from "The", "Therefore", ... (MEMIT's prefixes)."""

@@ -497,6 +497,11 @@ class ROMEResult:
             "hparams": self.hparams.to_dict(),
         }
 
+    def _repr_html_(self) -> str:
+        from factscope.report.edit_html import result_html
+
+        return result_html(self.to_dict())
+
 
 def compute_rome(
     lm: LoadedModel,

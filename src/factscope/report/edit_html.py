@@ -69,6 +69,16 @@ def handle_html(handle: Mapping[str, Any]) -> str:
     return render_fragment([section])
 
 
+def result_html(result: Mapping[str, Any]) -> str:
+    """One ROME or MEMIT/AlphaEdit result (its `to_dict()`) as a notebook fragment."""
+    rows = [[k, v] for k, v in result.items() if isinstance(v, (int, float, str, list))
+            and k not in ("losses", "final_losses", "requests")]  # fmt: skip
+    losses = result.get("losses") or []
+    text = [f"final loss {losses[-1]['loss']:.3f} after {len(losses)} steps"] if losses else []
+    return render_fragment([Section(f"{result['method']} edit", text,
+                                    tables=[Table(["field", "value"], rows)])])  # fmt: skip
+
+
 def edit_report(table: Mapping[str, Any], data: Any, command: str) -> str:
     return render_report("factscope edit", before_after_sections(table), data, command=command)
 
