@@ -129,3 +129,20 @@ def test_probe_result_on_the_tiny_model(lm, tmp_path: Path) -> None:  # type: ig
     data = json.loads(json.dumps(result.to_dict()))
     page = probe_report(data, command="factscope probe --dataset toy")
     assert read_report_data(page) == data and page.count("<svg") == 1
+
+
+def test_cli_probe_writes_results(lm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from factscope.cli import main
+    from study_tiny import write_tiny_dataset
+
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    toy = write_tiny_dataset(tmp_path / "toy.jsonl", tiny_dataset())
+    code = main(["probe", "--dataset", str(toy), "--model", str(lm.source), "--all",
+                 "--folds", "3", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert code == 0
+    result = json.loads((tmp_path / "run" / "probe.json").read_text())
+    assert result["n_facts"] == 24 and result["folds"] == 3
+    assert (tmp_path / "run" / "clean" / "run.json").exists()
+    assert (tmp_path / "run" / "probe.png").exists()

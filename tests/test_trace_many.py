@@ -92,3 +92,23 @@ def test_records_are_the_single_fact_traces(lm, tmp_path: Path) -> None:  # type
     page = trace_many_report(data)
     assert read_report_data(page) == data and page.count("<svg") == 1
     assert approx.corrupted_p == pytest.approx(result.corrupted_p, rel=1e-5)
+
+
+def test_cli_writes_results_and_resumes_with_a_larger_n(
+    lm, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from factscope.cli import main
+    from study_tiny import write_tiny_dataset
+
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    toy = write_tiny_dataset(tmp_path / "toy.jsonl", tiny_dataset())
+    args = ["trace-many", "--dataset", str(toy), "--model", str(lm.source), "--all",
+            "--samples", "2", "--approx", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main([*args, "--n", "2"]) == 0
+    assert main([*args, "--n", "3"]) == 0  # resumes: same noise scale, one more fact
+    result = json.loads((tmp_path / "run" / "trace_many.json").read_text())
+    assert result["n_facts"] == 3 and result["method"] == "approx"
+    assert (tmp_path / "run" / "trace_many.png").exists()
+    assert (tmp_path / "run" / "records.jsonl").read_text().count("\n") == 3
