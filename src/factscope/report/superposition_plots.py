@@ -205,7 +205,7 @@ def dims_per_feature(
     ax.set_xlabel("1 / (1 − S)  (one over feature density)")
     ax.set_ylabel("dimensions per feature")
     ax.set_title(title or "feature dimensionality")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="center right")
     return fig
 
 
