@@ -247,8 +247,8 @@ def video_loss_and_grad(
             loss += 2.0 * float(norm(t).square()) - float(norm(diagonal).square())
             t.mul_(2.0)  # (B, M): S = 2 T, the derivative of relu(|D| - c)^2
         own.diagonal().mul_(0.5)  # the diagonal is sent "both ways" below: halve it
-        grad[a:b] += 2.0 * (t @ tail)  # (B, d): each row i gets S_ij v_j
-        grad[a:] += 2.0 * (t.T @ rows)  # (M, d): each row j gets S_ij v_i
+        grad[a:b].addmm_(t, tail, alpha=2.0)  # (B, d): each row i gets S_ij v_j
+        grad[a:].addmm_(t.T, rows, alpha=2.0)  # (M, d): each row j gets S_ij v_i
     loss += n * float(norm_error.square().sum())
     grad += (4.0 * n) * norm_error[:, None] * v  # d/dv_i of N (|v_i|^2 - 1)^2
     return loss, grad
