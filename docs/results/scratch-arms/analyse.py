@@ -31,6 +31,10 @@ def main(work: Path) -> None:
     summary: dict[str, object] = {"work": str(work), "paper_heldout": PAPER}
     arms = {}
     for arm in ("single", "multi", "multi-relu"):
+        for earlier in sorted(work.glob(f"{arm}-knowledge-*/knowledge.json")):
+            summary[f"knowledge_{arm}_{earlier.parent.name.rsplit('-', 1)[1]}"] = json.loads(
+                earlier.read_text()
+            )
         know = work / f"{arm}-knowledge" / "knowledge.json"
         if know.is_file():
             data = json.loads(know.read_text())
@@ -62,7 +66,12 @@ def main(work: Path) -> None:
     summary["probes"] = probes
 
     neurons = {}
+    saved = work / "and.json"  # the same and_neurons results, if computed beforehand
+    if saved.is_file():
+        neurons = json.loads(saved.read_text())
     for arm in ("multi", "multi-relu"):
+        if arm in neurons:
+            continue
         model = work / arm / "model"
         if model.exists():
             lm = load_model(model)

@@ -86,7 +86,7 @@ def neuron_and_plot(
         arr = np.asarray(grid, dtype=float)
         im = ax.imshow(arr, aspect="auto", cmap="Greens", vmin=0)
         ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
-        ax.set_ylabel("neuron (most AND-like first)")
+        ax.set_ylabel("AND-like (person, neuron), one per row")
         ax.set_title(kind, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.05)
     fig.suptitle(title, fontsize=9)
