@@ -132,3 +132,16 @@ def test_alphaedit_on_a_tiny_model_keeps_preserved_keys_and_runs_sequentially() 
     first.undo()
     for l in layers:
         assert torch.equal(lm.model.blocks[l].mlp.down_proj.weight.detach().double(), W0[l])
+
+
+def test_alphaedit_with_no_null_space_is_an_error() -> None:
+    import pytest
+
+    from factscope.edit.stats import identity_stats
+    from factscope.errors import FactscopeError
+
+    lm = tiny_lm("llama", seed=1)
+    stats = {l: identity_stats(lm.model, l) for l in (1, 2)}  # C = I: every eigenvalue is 1
+    with pytest.raises(FactscopeError, match="null space is empty"):
+        apply_memit(lm, [EditRequest(PROMPT, "the sport of", "plays")], 2, TINY,
+                    method="alphaedit", stats=stats)  # fmt: skip

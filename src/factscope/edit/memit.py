@@ -309,6 +309,15 @@ def apply_memit(
             {l: stats[l] for l in layers}, hparams.nullspace_threshold
         )
 
+    if method == "alphaedit":
+        assert state is not None
+        empty = [l for l in layers if state.null_dims.get(l, 0) == 0]
+        if empty:
+            raise FactscopeError(
+                f"AlphaEdit's null space is empty at layer(s) {empty} (no eigenvalue of C below "
+                f"{hparams.nullspace_threshold}): no direction is free to edit; raise the "
+                "threshold or use corpus statistics instead of C = I"
+            )
     templates = memit_templates(lm, hparams)
     batches = _fact_batches(lm, requests, templates, hparams.kl_prompt)
 
