@@ -431,9 +431,14 @@ def edit_chapter(context: StoryContext) -> ChapterResult:
     from factscope.story.editing import edit_and_measure, edit_sentences
 
     assert context.new is not None and context.answer is not None
+    layer = None  # ROME's choice: the MLP window restoring most at the last subject token,
+    for trace in context.results.get("trace", []):  # taken from our exact trace if we ran one
+        if trace["kind"] == "mlp" and trace["method"] == "exact":
+            row = trace["ie_last_subject_token"]
+            layer = max(range(len(row)), key=row.__getitem__)
     record, _ = edit_and_measure(
         context.lm, context.prompt, context.subject, context.new, context.answer,
-        progress=context.progress, keep=False,
+        layer=layer, progress=context.progress, keep=False,
     )  # fmt: skip
     context.results["edit"] = record
     new, old = repr(context.new.strip()), repr(context.answer.strip())
