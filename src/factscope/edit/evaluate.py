@@ -282,6 +282,8 @@ def run_edit_eval(
     facts = list(records[: sequential or len(records)])
     corpus_name = getattr(hparams, "corpus", "self") if hparams is not None else "self"
     stats_tokens = getattr(hparams, "stats_tokens", 100_000) if hparams is not None else 100_000
+    if hparams is not None and not getattr(hparams, "mom2_adjustment", True):
+        stats_tokens = 0  # C = I: no statistics, so only the held-out text is written
     drift_docs = (
         held_out_documents(lm, drift_documents, corpus_name, stats_tokens)
         if drift_documents
