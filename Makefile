@@ -61,9 +61,15 @@ pytest: setup-dev browser
 
 test: lint typecheck pytest
 
+# Each script prints this machine's floors, ours vs the baseline, and the ratios; a failing
+# script is reported and the others still run (the exit code says whether any failed).
+BENCHMARKS := load_and_forward trace peers neurons jl know edit train serve
 bench: setup-bench
-	$(PY) benchmarks/load_and_forward.py
-	$(PY) benchmarks/trace.py
+	@failed=""; for b in $(BENCHMARKS); do \
+	  echo "== benchmarks/$$b.py"; \
+	  $(PY) benchmarks/$$b.py || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed"; exit 1; fi
 
 # Regenerate the lock from pyproject.toml's ranges (all extras, torch held at the CPU wheel).
 lock: $(VENV)/.torch
