@@ -238,17 +238,16 @@ def test_key_statistics_equal_the_explicit_sum_over_the_corpus_keys() -> None:
         lm.model, lm.tokenizer, [0, 2], corpus, 300, seq_len=16, progress=False
     )
     pieces = corpus_pieces(lm.tokenizer, corpus, 300, 16)
+    keys: dict[str, torch.Tensor] = {}
+
+    def record(x: torch.Tensor, site: str) -> None:
+        keys["k"] = x
+
     for layer in (0, 2):
         total = torch.zeros(lm.cfg.d_mlp, lm.cfg.d_mlp, dtype=torch.float64)
         count = 0
-        keys: dict[str, torch.Tensor] = {}
         for piece in pieces:
-            with (
-                torch.no_grad(),
-                hooks(
-                    lm.model, {f"blocks.{layer}.mlp.post": lambda x, s: keys.__setitem__("k", x)}
-                ),
-            ):
+            with torch.no_grad(), hooks(lm.model, {f"blocks.{layer}.mlp.post": record}):
                 lm.model(torch.tensor([piece]))
             k = keys["k"][0, 1:].double()  # BOS left out
             total += k.T @ k
