@@ -4,6 +4,7 @@ tests passed with (`make lock` regenerates requirements/lock.txt from pyproject'
 from __future__ import annotations
 
 import re
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def test_installed_versions_equal_the_lock() -> None:
     if not (ROOT / ".venv").is_dir():
         pytest.skip("not running in the project's .venv")
     wrong, unlocked = [], []
-    for dist in metadata.distributions():
+    # the environment's own site-packages only: Ray puts its vendored third-party packages
+    # on sys.path once it has started, and those are not installs
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    for dist in metadata.distributions(path=site):
         name = _canonical(dist.metadata["Name"])
         if name in NOT_LOCKED:
             continue
