@@ -169,3 +169,26 @@ def test_plain_mlp_is_one_question_per_neuron(activation: str) -> None:
     _, cache = run_with_cache(model, torch.randint(0, 97, (1, 6)))
     act = torch.relu if activation == "relu" else torch.nn.functional.gelu
     torch.testing.assert_close(cache["blocks.1.mlp.post"], act(cache["blocks.1.mlp.up"]))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_attention_kernel_equals_the_explicit_path(family: str) -> None:
+    """In training with nothing hooked on scores/pattern, attention runs one fused kernel;
+    its outputs and gradients equal the explicit (hookable) path's."""
+    model = random_model(family).train()
+    tokens = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(4))
+
+    def loss_and_grads(hooked: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        reads = {f"blocks.{i}.attn.pattern": (lambda x, s: None) for i in range(3)}
+        with hooks(model, reads if hooked else {}):
+            logits = model(tokens)
+        loss = logits.logsumexp(-1).mean()
+        loss.backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    fused, fused_grads = loss_and_grads(hooked=False)
+    explicit, explicit_grads = loss_and_grads(hooked=True)
+    assert relative_error(fused, explicit) < 1e-5
+    for a, b in zip(fused_grads, explicit_grads, strict=True):
+        assert relative_error(a, b) < 1e-4

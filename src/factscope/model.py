@@ -241,19 +241,36 @@ class Attention(nn.Module):
         k_positions = torch.arange(S, device=positions.device) + (positions[0] - past)
         allowed = attention_mask(positions, k_positions, self.window, x.device)  # (T, S)
 
-        # Each key/value head serves `group` consecutive query heads: stack those heads'
-        # queries as rows of one matrix per key/value head instead of copying K and V.
-        group = H // K
-        q = q.reshape(B, K, group * T, dh)  # (B, K, group*T, dh), row g*T + t: head k*group+g
-        scores = (q @ k.transpose(2, 3)).view(B, H, T, S) * cfg.softmax_scale  # (B, H, T, S)
-        scores = self.scores(scores.masked_fill(~allowed, float("-inf")))
-        pattern = self.pattern(torch.softmax(scores.float(), dim=-1).to(q.dtype))
-        mixed = (pattern.reshape(B, K, group * T, S) @ v).view(B, H, T, dh)  # (B, H, T, dh)
+        if self.training and torch.is_grad_enabled() and not (self.scores.fns or self.pattern.fns):
+            # Training, with nothing reading the scores or the pattern: one fused kernel does
+            # softmax(q k^T) v and its backward without materialising them. Inference (and
+            # any hooked run) takes the explicit path below, whose numbers the tests pin.
+            causal = self.window is None and past == 0  # plain causal: the flash kernel
+            mixed = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if causal else allowed, is_causal=causal,
+                scale=cfg.softmax_scale, enable_gqa=H != K,
+            )  # fmt: skip  # (B, H, T, dh)
+        else:
+            mixed = self._explicit_attention(q, k, v, allowed)
         z = self.z(mixed.transpose(1, 2))  # (B, T, H, dh)
         out = self.o_proj(z.reshape(B, T, H * dh))
         if self.post_norm is not None:
             out = self.post_norm(out)
         return self.out(out)
+
+    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
+        """softmax(q k^T * scale, masked) v with the scores and pattern at their hook sites.
+        q (B, H, T, dh); k, v (B, K, S, dh); allowed (T, S) -> (B, H, T, dh)."""
+        B, H, T, dh = q.shape
+        K, S = k.shape[1], k.shape[2]
+        # Each key/value head serves `group` consecutive query heads: stack those heads'
+        # queries as rows of one matrix per key/value head instead of copying K and V.
+        group = H // K
+        q = q.reshape(B, K, group * T, dh)  # (B, K, group*T, dh), row g*T + t: head k*group+g
+        scores = (q @ k.transpose(2, 3)).view(B, H, T, S) * self.cfg.softmax_scale  # (B,H,T,S)
+        scores = self.scores(scores.masked_fill(~allowed, float("-inf")))
+        pattern = self.pattern(torch.softmax(scores.float(), dim=-1).to(q.dtype))
+        return (pattern.reshape(B, K, group * T, S) @ v).view(B, H, T, dh)  # (B, H, T, dh)
 
 
 class MLP(nn.Module):
