@@ -120,6 +120,9 @@ def page(server: str) -> Iterator[Any]:
             viewport={"width": 1300, "height": 950},
         )
         tab = context.new_page()
+        # Waits check what appears, not how fast: on a loaded 2-core machine (a full suite
+        # run) a first job can take longer than Playwright's 30 s default.
+        tab.set_default_timeout(120_000)
         errors: list[str] = []
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.goto(server + "/")
