@@ -418,3 +418,13 @@ def test_find_neurons_on_a_plain_mlp(tiny: LoadedModel) -> None:
         assert n.gate is None and n.gate_tokens is None
         assert n.act == pytest.approx(max(n.up, 0.0), abs=1e-6)  # relu(up . x)
         assert n.and_test is not None and n.and_test.gate_mean is None
+
+
+def test_rows_past_the_tokenizer_vocabulary_are_spelled_not_refused() -> None:
+    """A trained model may pad its embedding past the tokenizer's vocabulary."""
+    from types import SimpleNamespace
+
+    from factscope.read.neurons import _spell
+
+    tokenizer = SimpleNamespace(vocab_size=5, token_str=lambda i: f"t{i}")
+    assert _spell(tokenizer, [1, 4, 7]) == ["t1", "t4", "<unused 7>"]  # type: ignore[arg-type]

@@ -511,7 +511,14 @@ class NeuronInfo:
 
 
 def _spell(tokenizer: Tokenizer | None, ids: Sequence[int]) -> list[str]:
-    return [f"<{i}>" if tokenizer is None else tokenizer.token_str(int(i)) for i in ids]
+    """Readable tokens; an embedding row past the tokenizer's vocabulary (a model whose
+    embedding was padded, e.g. to a multiple of 64) reads `<unused N>`."""
+    if tokenizer is None:
+        return [f"<{i}>" for i in ids]
+    return [
+        tokenizer.token_str(int(i)) if int(i) < tokenizer.vocab_size else f"<unused {i}>"
+        for i in ids
+    ]
 
 
 @torch.no_grad()
