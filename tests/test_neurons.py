@@ -424,7 +424,7 @@ def test_rows_past_the_tokenizer_vocabulary_are_spelled_not_refused() -> None:
     """A trained model may pad its embedding past the tokenizer's vocabulary."""
     from types import SimpleNamespace
 
-    from factscope.read.neurons import _spell
+    from factscope.tokenizer import spell_tokens
 
     tokenizer = SimpleNamespace(vocab_size=5, token_str=lambda i: f"t{i}")
-    assert _spell(tokenizer, [1, 4, 7]) == ["t1", "t4", "<unused 7>"]  # type: ignore[arg-type]
+    assert spell_tokens(tokenizer, [1, 4, 7]) == ["t1", "t4", "<unused 7>"]  # type: ignore[arg-type]

@@ -244,6 +244,20 @@ class Tokenizer:
 # ---- building the pipelines from GGUF metadata ----------------------------------------------
 
 
+def spell_tokens(tokenizer: Tokenizer | None, ids: Sequence[int]) -> list[str]:
+    """Readable spellings of token ids for tables and plots (`Tokenizer.token_str`).
+
+    Without a tokenizer, ids read `<N>`; an embedding row past the tokenizer's vocabulary
+    (a model whose embedding was padded, e.g. to a multiple of 64) reads `<unused N>`.
+    """
+    if tokenizer is None:
+        return [f"<{i}>" for i in ids]
+    return [
+        tokenizer.token_str(int(i)) if int(i) < tokenizer.vocab_size else f"<unused {i}>"
+        for i in ids
+    ]
+
+
 def _gemma_backend(tokens: list[str]) -> Backend:
     """Gemma's SentencePiece-style BPE, as transformers' `GemmaTokenizer` sets it up.
 

@@ -38,13 +38,7 @@ from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel
 from factscope.locate.prompts import AnswerToken, answer_token, encode_prompt, predicted_answer
 from factscope.model import Attention, RMSNorm, Transformer
-from factscope.tokenizer import Tokenizer
-
-
-def _spell(tokenizer: Tokenizer | None, ids: list[int]) -> list[str]:
-    if tokenizer is None:
-        return [f"<{i}>" for i in ids]
-    return [tokenizer.token_str(i) for i in ids]
+from factscope.tokenizer import Tokenizer, spell_tokens
 
 
 def _check_tokens(model: Transformer, tokens: Tensor) -> None:
@@ -153,11 +147,11 @@ def logit_lens(
         model=model_name,
         prompt=None,
         ids=tokens[0].tolist(),
-        tokens=_spell(tokenizer, tokens[0].tolist()),
-        answer={"text": None, "id": answer_id, "token": _spell(tokenizer, [answer_id])[0]},
+        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
+        answer={"text": None, "id": answer_id, "token": spell_tokens(tokenizer, [answer_id])[0]},
         layers=lens_sites(model),
         top_ids=top_ids.tolist(),
-        top_tokens=[_spell(tokenizer, row) for row in top_ids.tolist()],
+        top_tokens=[spell_tokens(tokenizer, row) for row in top_ids.tolist()],
         top_probs=top_probs.tolist(),
         answer_rank=answer_rank.tolist(),
         answer_prob=probs[:, answer_id].tolist(),
@@ -170,7 +164,7 @@ def logit_lens(
             rows.append(p.max(-1))
         result.top1_ids = [row.indices.tolist() for row in rows]
         result.top1_probs = [row.values.tolist() for row in rows]
-        result.top1_tokens = [_spell(tokenizer, ids) for ids in result.top1_ids]
+        result.top1_tokens = [spell_tokens(tokenizer, ids) for ids in result.top1_ids]
     return result
 
 
@@ -283,11 +277,11 @@ def direct_logit_attribution(
         model=model_name,
         prompt=None,
         ids=tokens[0].tolist(),
-        tokens=_spell(tokenizer, tokens[0].tolist()),
-        answer={"text": None, "id": answer_id, "token": _spell(tokenizer, [answer_id])[0]},
+        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
+        answer={"text": None, "id": answer_id, "token": spell_tokens(tokenizer, [answer_id])[0]},
         baseline=None
         if baseline_id is None
-        else {"text": None, "id": baseline_id, "token": _spell(tokenizer, [baseline_id])[0]},
+        else {"text": None, "id": baseline_id, "token": spell_tokens(tokenizer, [baseline_id])[0]},
         logit=float(logit),
         total=total_sum,
         error=total_sum - float(logit),

@@ -49,7 +49,7 @@ from factscope.hooks import hooks, run_with_cache
 from factscope.load import LoadedModel
 from factscope.locate.prompts import answer_token, encode_prompt
 from factscope.model import Transformer
-from factscope.tokenizer import Tokenizer
+from factscope.tokenizer import Tokenizer, spell_tokens
 
 # kind -> (site template, what one cell of the score grid is)
 PATCH_KINDS: dict[str, tuple[str, str]] = {
@@ -259,9 +259,11 @@ def patch_activations(
         corrupt_prompt=None,
         clean_ids=clean_tokens[0].tolist(),
         corrupt_ids=corrupt_tokens[0].tolist(),
-        clean_tokens=_spell(tokenizer, clean_tokens[0].tolist()),
-        corrupt_tokens=_spell(tokenizer, corrupt_tokens[0].tolist()),
-        answers=[{"text": None, "id": i, "token": _spell(tokenizer, [i])[0]} for i in answer_ids],
+        clean_tokens=spell_tokens(tokenizer, clean_tokens[0].tolist()),
+        corrupt_tokens=spell_tokens(tokenizer, corrupt_tokens[0].tolist()),
+        answers=[
+            {"text": None, "id": i, "token": spell_tokens(tokenizer, [i])[0]} for i in answer_ids
+        ],
         clean_logit_diff=ld_clean,
         corrupt_logit_diff=ld_corrupt,
         sites={k: PATCH_KINDS[k][0] for k in kinds},
@@ -270,12 +272,6 @@ def patch_activations(
         scores=scores,
         notes=notes,
     )
-
-
-def _spell(tokenizer: Tokenizer | None, ids: list[int]) -> list[str]:
-    if tokenizer is None:
-        return [f"<{i}>" for i in ids]
-    return [tokenizer.token_str(i) for i in ids]
 
 
 def patch_prompts(
@@ -296,8 +292,9 @@ def patch_prompts(
     if clean.shape != corrupt.shape:
         raise FactscopeError(
             f"clean prompt {clean_prompt!r} is {clean.shape[1]} tokens "
-            f"{_spell(tokenizer, clean[0].tolist())} but corrupt prompt {corrupt_prompt!r} is "
-            f"{corrupt.shape[1]} {_spell(tokenizer, corrupt[0].tolist())}; patching compares "
+            f"{spell_tokens(tokenizer, clean[0].tolist())} but corrupt prompt "
+            f"{corrupt_prompt!r} is {corrupt.shape[1]} "
+            f"{spell_tokens(tokenizer, corrupt[0].tolist())}; patching compares "
             "positions one to one, so choose subjects of equal token length"
         )
     a, b = (answer_token(tokenizer, text) for text in answers)

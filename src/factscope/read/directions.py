@@ -35,16 +35,12 @@ from factscope.locate.lens import _frozen_rms_scale, lens_residuals, lens_sites
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import Transformer
 from factscope.read.names import relation_prompts
-from factscope.tokenizer import Tokenizer
+from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
 
 DEFAULT_TEMPLATE = "{} plays the sport of"
-
-
-def _spell(tokenizer: Tokenizer | None, ids: Sequence[int]) -> list[str]:
-    return [f"<{i}>" if tokenizer is None else tokenizer.token_str(int(i)) for i in ids]
 
 
 @dataclass
@@ -91,11 +87,11 @@ def answer_projection(
             first = row
         elif r != 0:
             first = None
-    spelled = _spell(tokenizer, [answer_id])[0]
+    spelled = spell_tokens(tokenizer, [answer_id])[0]
     return ProjectionResult(
         model=model_name,
         prompt=prompt,
-        tokens=_spell(tokenizer, tokens[0].tolist()),
+        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
         answer={"text": spelled, "id": answer_id, "token": spelled, "note": None},
         layers=[s.removeprefix("blocks.") for s in lens_sites(model)],
         projection=projection.tolist(),

@@ -46,7 +46,7 @@ from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import MLP, Block, KVCache, Transformer
 from factscope.read.names import Variant, build_variants, names_data, replace_subject
-from factscope.tokenizer import Tokenizer
+from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -510,17 +510,6 @@ class NeuronInfo:
     up_tokens: list[tuple[str, float]]
 
 
-def _spell(tokenizer: Tokenizer | None, ids: Sequence[int]) -> list[str]:
-    """Readable tokens; an embedding row past the tokenizer's vocabulary (a model whose
-    embedding was padded, e.g. to a multiple of 64) reads `<unused N>`."""
-    if tokenizer is None:
-        return [f"<{i}>" for i in ids]
-    return [
-        tokenizer.token_str(int(i)) if int(i) < tokenizer.vocab_size else f"<unused {i}>"
-        for i in ids
-    ]
-
-
 @torch.no_grad()
 def written_tokens(
     model: Transformer, neurons: Sequence[tuple[int, int]], k: int, tokenizer: Tokenizer | None
@@ -544,14 +533,14 @@ def written_tokens(
     for j in range(len(neurons)):
         promoted = list(
             zip(
-                _spell(tokenizer, top.indices[:, j].tolist()),
+                spell_tokens(tokenizer, top.indices[:, j].tolist()),
                 top.values[:, j].tolist(),
                 strict=True,
             )
         )
         suppressed = list(
             zip(
-                _spell(tokenizer, bottom.indices[:, j].tolist()),
+                spell_tokens(tokenizer, bottom.indices[:, j].tolist()),
                 (-bottom.values[:, j]).tolist(),
                 strict=True,
             )
@@ -576,7 +565,7 @@ def read_tokens(
     return [
         list(
             zip(
-                _spell(tokenizer, top.indices[:, j].tolist()),
+                spell_tokens(tokenizer, top.indices[:, j].tolist()),
                 top.values[:, j].tolist(),
                 strict=True,
             )
@@ -819,7 +808,7 @@ def find_neurons(
         prompt=prompt,
         subject=subject,
         answer={"text": target.text, "id": target.id, "token": target.token, "note": target.note},
-        tokens=_spell(tokenizer, tokens[0].tolist()),
+        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
         subject_span=[span[0], span[1]],
         positions=where,
         gated=cfg.gated_mlp,

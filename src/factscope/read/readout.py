@@ -35,7 +35,7 @@ from factscope.locate.prompts import answer_token, encode_prompt, predicted_answ
 from factscope.locate.trace import window_layers
 from factscope.model import Attention, Transformer
 from factscope.read.neurons import ForwardCount, SuffixRunner
-from factscope.tokenizer import Tokenizer
+from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -142,10 +142,6 @@ class KnockoutResult:
         return knockout_fragment(self.to_dict())
 
 
-def _spell(tokenizer: Tokenizer | None, ids: Sequence[int]) -> list[str]:
-    return [f"<{i}>" if tokenizer is None else tokenizer.token_str(int(i)) for i in ids]
-
-
 @torch.no_grad()
 def answer_heads(
     model: Transformer,
@@ -192,7 +188,7 @@ def answer_heads(
 
     def tokens_of(j: int) -> list[tuple[str, float]]:
         ids, vals = top.indices[:, j].tolist(), top.values[:, j].tolist()
-        return list(zip(_spell(tokenizer, ids), vals, strict=True))
+        return list(zip(spell_tokens(tokenizer, ids), vals, strict=True))
 
     return [
         HeadReadout(layer, head, d, a, tokens_of(2 * j), tokens_of(2 * j + 1))
@@ -246,7 +242,7 @@ def knock_out(
         prompt=prompt,
         subject=subject,
         answer={"text": target.text, "id": target.id, "token": target.token, "note": target.note},
-        tokens=_spell(tokenizer, tokens[0].tolist()),
+        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
         subject_span=[span[0], span[1]],
         window=window,
         starts=list(range(L)),
