@@ -18,6 +18,15 @@ ROWS: list[tuple[list[str], str]] = [
     (["explain-fact", PROMPT, "--subject", "Michael Jordan"], "--out is required"),
     ([*EXPLAIN, "--out", "{tmp}/r.html", "--samples", "0"], "--samples must be at least 1"),
     ([*EXPLAIN, "--out", "{tmp}/r.html", "--samples", "101"], "--samples must be at most 100"),
+    (
+        [*EXPLAIN, "--out", "{tmp}/r.html", "--probe-facts", "-1"],
+        "--probe-facts must be at least 0",
+    ),
+    (
+        [*EXPLAIN, "--out", "{tmp}/r.html", "--probe-facts", "5001"],
+        "--probe-facts must be at most 5000",
+    ),
+    ([*EXPLAIN, "--out", "{tmp}/r.html", "--probe-known", "{tmp}"], "not a `factscope know` run"),
     ([*EXPLAIN, "--out", "{tmp}/afile.txt"], "should end in .html"),
     ([*EXPLAIN, "--out", "{tmp}"], "is a folder"),
     (

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from factscope.load import LoadedModel, load_model
@@ -19,6 +20,8 @@ from factscope.report.html import read_report_data
 from factscope.story import capabilities
 from factscope.story.capabilities import Capability
 from factscope.story.explain import CHAPTERS, Chapter, explain_fact, story_page
+from factscope.study.datasets import load_dataset
+from factscope.study.probe import collect_activations, fit_probe, probe_layers
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
 
 PROMPT = "Michael Jordan plays the sport of"
@@ -100,6 +103,66 @@ def test_edit_chapter_only_with_new(lm: LoadedModel) -> None:
     assert [c.name for c in story.chapters] == ["prediction"] and story.skipped == []
 
 
+def test_probe_chapter_equals_the_study_probe(lm: LoadedModel, tmp_path: Path) -> None:
+    """The prompt is athlete_sport's question: the chapter trains the study's probe on a
+    sample of that dataset (Michael Jordan, a record of it, held out) and its curve and its
+    reading of the subject equal the probe module's own on the same facts."""
+    story = explain_fact(
+        lm, PROMPT, SUBJECT, probe_facts=45, chapters=chapters("prediction", "probe")
+    )
+    assert [c.name for c in story.chapters] == ["prediction", "probe"], story.skipped
+    chapter = story.chapters[1]
+    data = chapter.data
+    assert data["dataset"] == "athlete_sport" and data["facts_from"] == "all"
+    dataset = load_dataset("athlete_sport")
+    by_id = {r.id: r for r in dataset.records}
+    facts = [by_id[i] for i in data["record_ids"]]
+    assert len(facts) == 45 and data["counts"] == {"basketball": 15, "baseball": 15, "football": 15}
+    own = next(r for r in dataset.records if r.subject == SUBJECT)
+    assert own.id not in data["record_ids"] and data["subject_answer"] == own.answer
+    _, features = collect_activations(lm, dataset, [*facts, own], tmp_path / "acts", progress=False)
+    x = features["subject"]  # (N + 1, L + 1, D): the study's own activation sweep
+    y = np.array([data["classes"].index(f.answer) for f in facts])
+    want = probe_layers(x[:-1], y, folds=5, seed=0)
+    assert data["curve"]["fold_accuracy"] == want.fold_accuracy  # fractions of 9 facts: exact
+    assert data["curve"]["mean"] == want.mean
+    best = int(np.argmax(want.mean))
+    assert data["best_layer"] == best
+    assert data["reaches"] == next(i for i, m in enumerate(want.mean) if m >= 0.9 * want.mean[best])
+    for layer in range(x.shape[1]):
+        reading = fit_probe(x[:-1, layer].astype(np.float64), y)
+        p = reading.predict_proba(x[-1:, layer].astype(np.float64))[0]
+        assert data["subject_probs"][layer] == pytest.approx(p.tolist(), abs=1e-6)
+    said = " ".join(chapter.sentences)
+    assert f"at layer {data['reaches']} ({want.mean[data['reaches']]:.3f};" in said
+    assert f"best {want.mean[best]:.3f} at layer {best}" in said
+    p_best = data["subject_probs"][best][data["classes"].index(own.answer)]
+    assert f"at layer {best} it predicts" in said and f"= {p_best:.3f}" in said
+    assert "whether or not the model knows each fact" in said
+    page = story_page(story)
+    assert "Whether a linear probe reads it" in page and page.count("<svg") >= 2
+
+
+def test_probe_chapter_left_out_without_a_matching_dataset(
+    lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = "Fact Michael Jordan plays the sport of"  # no dataset's template
+    story = explain_fact(lm, other, SUBJECT, chapters=chapters("prediction", "probe"))
+    assert [c.name for c in story.chapters] == ["prediction"]
+    assert story.skipped == [
+        "probe (no packaged dataset asks this question (a relation's template with the "
+        "subject), so there are no facts to train a probe on)"
+    ]
+    page = story_page(story)
+    assert "Whether a linear probe reads it" not in page and "no packaged dataset" in page
+    absent = Capability("probe", "factscope.study.no_such_probe", ("probe_layers",), "absent")
+    monkeypatch.setitem(capabilities.CAPABILITIES, "probe", absent)
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters("prediction", "probe"))
+    assert [c.name for c in story.chapters] == ["prediction"] and story.skipped == ["probe"]
+    story = explain_fact(lm, PROMPT, SUBJECT, probe_facts=0, chapters=chapters("probe"))
+    assert story.chapters == [] and story.skipped == []  # not asked for: not mentioned
+
+
 def test_bad_subject_is_said_before_any_work(lm: LoadedModel) -> None:
     from factscope.errors import FactscopeError
 
@@ -115,6 +178,7 @@ def test_command_writes_one_page_and_refuses_to_overwrite(tiny_path: Path, tmp_p
     done = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "What the model predicts" in done.stdout and out.exists()
+    assert "Whether a linear probe reads it" in done.stdout  # athlete_sport's question
     page = out.read_text(encoding="utf-8")
     assert read_report_data(page)["prompt"] == PROMPT
     again = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env)

@@ -77,6 +77,16 @@ def explain_fact(
         bool, typer.Option("--exact", help="Exact causal trace (slower) instead of --approx.")
     ] = False,
     samples: Annotated[int, typer.Option(min=1, max=100, help="Noise samples of the trace.")] = 3,
+    probe_facts: Annotated[
+        int,
+        typer.Option(
+            min=0, max=5000, help="Facts of the matching dataset the probe trains on (0: no probe)."
+        ),
+    ] = 300,
+    probe_known: Annotated[
+        Path | None,
+        typer.Option(help="A `factscope know` run: train the probe on the known facts only."),
+    ] = None,
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
@@ -96,9 +106,14 @@ def explain_fact(
     if out_file.suffix.lower() not in (".html", ".htm"):
         raise FactscopeError(f"--out {out_file} should end in .html; give an .html file name")
     refuse_overwrite(out_file, force)
+    if probe_known is not None and not (probe_known / "run.json").exists():
+        raise FactscopeError(
+            f"--probe-known {probe_known} is not a `factscope know` run folder (no run.json)"
+        )
     lm = load(model, device, dtype)
     story = build_story(
         lm, prompt, subject, answer=answer, new=new, exact=exact, samples=samples,
+        probe_facts=probe_facts, probe_known=probe_known,
         progress=lambda message: err.print(f"· {message}", markup=False, highlight=False),
     )  # fmt: skip
     with status("writing the page ..."):

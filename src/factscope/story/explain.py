@@ -4,9 +4,10 @@ The story is told in chapters, each computed by one capability and written from 
 results: what the model predicts; where the fact is recalled (causal tracing); how it is
 moved to the last token (logit lens, direct logit attribution, the heads); which neurons
 write it and whether they act as an AND of the subject's names; whether a linear probe
-reads it; what a rank-one edit to a new answer does, undone afterwards. `CHAPTERS` is the
-registry: a chapter whose capability has not landed (story/capabilities.py) is left out
-and named in `Story.skipped`, never half-drawn.
+reads it (trained on the packaged dataset that asks the same question); what a rank-one
+edit to a new answer does, undone afterwards. `CHAPTERS` is the registry: a chapter whose
+capability has not landed (story/capabilities.py) is left out and named in
+`Story.skipped`, never half-drawn.
 
 Every sentence is generated from the numbers of this run; nothing is hard-coded about a
 particular model or fact.
@@ -15,8 +16,9 @@ particular model or fact.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -49,6 +51,8 @@ class StoryContext:
     exact: bool
     samples: int
     progress: Progress
+    probe_facts: int = 300  # facts of the matching dataset the probe trains on (0: no probe)
+    probe_known: Path | None = None  # a `factscope know` run: train on the known facts only
     results: dict[str, Any] = field(default_factory=dict)
 
 
@@ -424,7 +428,129 @@ def _ablation_figure(curve: dict[str, Any]) -> Figure:
     return fig
 
 
-# ---- 5. an edit, undone ----------------------------------------------------------------------
+# ---- 5. a linear probe ------------------------------------------------------------------------
+
+
+def probe_chapter(context: StoryContext) -> ChapterResult:
+    from factscope.report.study_plots import probe_curves
+    from factscope.story.probing import matching_dataset, probe_fact
+
+    dataset = matching_dataset(context.prompt, context.subject)
+    if dataset is None:
+        raise FactscopeError(
+            "no packaged dataset asks this question (a relation's template with the subject), "
+            "so there are no facts to train a probe on"
+        )
+    known = None
+    if context.probe_known is not None:
+        from factscope.study.know import known_facts
+
+        context.progress(f"probe: the facts the model knows, from {context.probe_known}")
+        known = known_facts(context.lm, dataset, context.probe_known, progress=False)
+    result = probe_fact(
+        context.lm, dataset, context.subject, answer=context.answer, known=known,
+        facts=context.probe_facts, progress=context.progress,
+    )  # fmt: skip
+    data = result.to_dict()
+    context.results["probe"] = data
+    curve, n = result.curve, len(result.record_ids)
+    counts = ", ".join(f"{k} {a}" for a, k in result.counts.items())
+    sentences = [
+        f"A linear probe on the residual stream at the last subject token first reaches 90% "
+        f"of its best accuracy at layer {result.reaches} ({curve.mean[result.reaches]:.3f}; "
+        f"best {result.best_accuracy:.3f} at layer {result.best_layer}; chance "
+        f"{result.chance:.3f}); "
+        + (
+            f"it first exceeds 90% accuracy at layer {curve.first_above}."
+            if curve.first_above is not None
+            else "it never reaches 90% accuracy."
+        )
+    ]
+    if result.best_accuracy < result.chance + 0.05:
+        sentences.append("That is hardly above chance: the probe does not read the answer here.")
+    which = (
+        f"facts the model knows (by `factscope know`, {context.probe_known})"
+        if result.facts_from == "known"
+        else "facts"
+    )
+    sentences.append(
+        f"It was trained on {n} other {which} of the {dataset.name} dataset ({counts}), asked "
+        f"with the study's worked example first ({dataset.relation.few_shot!r} + the prompt), "
+        f"and scored by {result.folds}-fold cross-validation."
+        + (
+            " The labels are the dataset's answers, whether or not the model knows each fact "
+            "(--probe-known with a `factscope know` run trains on the known facts only)."
+            if result.facts_from == "all"
+            else ""
+        )
+    )
+    if result.left_out:
+        sentences.append(
+            f"Answers with fewer than {result.folds} facts in the sample were left out: "
+            + ", ".join(repr(a) for a in result.left_out)
+            + "."
+        )
+    where = {"dataset": "the dataset's answer", "prediction": "the model's answer here"}
+    readings = []
+    for layer in dict.fromkeys((result.reaches, result.best_layer)):
+        probs = result.subject_probs[layer]
+        said = f"at layer {layer} it predicts {result.classes[int(np.argmax(probs))]!r}"
+        if result.subject_answer is not None:
+            p = probs[result.classes.index(result.subject_answer)]
+            said += f" with p({result.subject_answer!r}) = {p:.3f}"
+        readings.append(said)
+    sentences.append(
+        f"Fitted on all {n} facts, the probe reads {context.subject}'s own residual stream "
+        "(this subject is not among them): "
+        + "; ".join(readings)
+        + (
+            f" ({result.subject_answer!r} is {where[result.answer_from]})."
+            if result.subject_answer is not None
+            else " (the model's answer is not one of the probed answers)."
+        )
+    )
+    figure = probe_curves(
+        {
+            "curves": {"subject": asdict(curve)},
+            "chance": result.chance,
+            "folds": result.folds,
+            "model": context.lm.name,
+            "relation": result.relation,
+            "n_facts": n,
+        }
+    )
+    if result.subject_answer is not None:
+        column = result.classes.index(result.subject_answer)
+        ax = figure.axes[0]
+        ax.plot(
+            [p[column] for p in result.subject_probs], "x--", color="#d9480f",
+            label=f"probe's p({result.subject_answer}) for {context.subject}",
+        )  # fmt: skip
+        ax.legend(fontsize=7, loc="lower right")
+    rows = [
+        [
+            layer,
+            curve.mean[layer],
+            curve.min[layer],
+            curve.max[layer],
+            result.classes[int(np.argmax(probs))],
+            "–"
+            if result.subject_answer is None
+            else probs[result.classes.index(result.subject_answer)],
+        ]
+        for layer, probs in enumerate(result.subject_probs)
+    ]
+    table = Table(
+        ["layer", "CV accuracy", "min fold", "max fold", f"reads {context.subject!r} as",
+         "p(its answer)"],
+        rows,
+        "Layer 0: the embeddings; layer l: the residual stream after block l",
+    )  # fmt: skip
+    section = Section("Reading the answer with a linear probe", figures=[figure], tables=[table])
+    return ChapterResult("probe", "Whether a linear probe reads it", sentences, [section], data)
+
+
+# ---- 6. an edit, undone ----------------------------------------------------------------------
 
 
 def edit_chapter(context: StoryContext) -> ChapterResult:
@@ -465,6 +591,13 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("flow", "How it is moved to the last token", ("lens",), flow_chapter),
     Chapter("neurons", "Which neurons write it", ("neurons",), neurons_chapter),
     Chapter(
+        "probe",
+        "Whether a linear probe reads it",
+        ("datasets", "probe"),
+        probe_chapter,
+        wanted=lambda context: context.probe_facts > 0,
+    ),
+    Chapter(
         "edit",
         "What a rank-one edit does",
         ("edit",),
@@ -483,18 +616,23 @@ def explain_fact(
     new: str | None = None,
     exact: bool = False,
     samples: int = 3,
+    probe_facts: int = 300,
+    probe_known: Path | None = None,
     progress: Progress | None = None,
     chapters: Sequence[Chapter] | None = None,
 ) -> Story:
     """Compute every available chapter of the story of the fact in `prompt` about
-    `subject` (answer: the model's prediction unless given; `new`: the edit's target)."""
+    `subject` (answer: the model's prediction unless given; `new`: the edit's target;
+    `probe_facts`: how many facts of the matching dataset the probe trains on, 0: none;
+    `probe_known`: a `factscope know` run whose known facts it trains on instead of all)."""
     from factscope.locate.prompts import encode_prompt
 
     encode_prompt(lm.model, lm.tokenizer, prompt)  # a clear error before any work
     lm.tokenizer.find_subject_span(prompt, subject)
     context = StoryContext(
-        lm, prompt, subject, answer, new, exact, samples, progress or (lambda message: None)
-    )
+        lm, prompt, subject, answer, new, exact, samples, progress or (lambda message: None),
+        probe_facts, probe_known,
+    )  # fmt: skip
     written, skipped = [], []
     for chapter in CHAPTERS if chapters is None else chapters:
         if not chapter.wanted(context):
@@ -518,7 +656,14 @@ def explain_fact(
         answer={**answer_info, "top": (prediction.get("top") or [{}])[0]},
         chapters=written,
         skipped=skipped,
-        options={"exact": exact, "samples": samples, "new": new, "answer": answer},
+        options={
+            "exact": exact,
+            "samples": samples,
+            "new": new,
+            "answer": answer,
+            "probe_facts": probe_facts,
+            "probe_known": None if probe_known is None else str(probe_known),
+        },
     )
 
 

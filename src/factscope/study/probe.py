@@ -269,6 +269,16 @@ class ProbeCurve:
     first_above: int | None  # first layer whose mean accuracy exceeds TARGET
 
 
+def fit_probe(x: NDArray[Any], y: NDArray[Any], *, c: float = 1.0) -> Any:
+    """One probe: logistic regression on standardised activations `x` (N, D) for `y` (N,);
+    a fitted scikit-learn pipeline (`predict_proba` gives its reading of new activations)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x, y)
+
+
 def probe_layers(
     features: NDArray[Any],
     labels: Sequence[int] | NDArray[Any],
@@ -280,10 +290,7 @@ def probe_layers(
 ) -> ProbeCurve:
     """A logistic-regression probe per layer of `features` (N, L, D) for `labels` (N,),
     scored by stratified `folds`-fold cross-validation (the same folds at every layer)."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     y = np.asarray(labels)
     if features.ndim != 3 or features.shape[0] != len(y):
@@ -305,8 +312,7 @@ def probe_layers(
         x = features[:, layer].astype(np.float64)
         scores = []
         for train, test in splits:
-            probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-            probe.fit(x[train], y[train])
+            probe = fit_probe(x[train], y[train], c=c)
             scores.append(float(probe.score(x[test], y[test])))
         per_layer.append(scores)
     mean = [float(np.mean(s)) for s in per_layer]
