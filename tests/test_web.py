@@ -14,6 +14,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel, load_model
 from factscope.locate.lens import attribute_prompt, lens_prompt
 from factscope.locate.trace import trace_prompt
@@ -129,6 +130,22 @@ BAD: list[tuple[str, str, Any, int, str]] = [
     ("post", "/api/jobs/trace", {"prompt": PROMPT, "subject": SUBJECT, "seed": -1}, 422, ""),
     ("post", "/api/jobs/trace", {"prompt": PROMPT, "subject": SUBJECT, "window": 1e9}, 422, ""),
     ("post", "/api/jobs/flow", {"prompt": PROMPT, "answer": ""}, 422, "answer is empty"),
+    ("post", "/api/jobs/attention", {"prompt": PROMPT}, 422, "subject is required"),
+    ("post", "/api/jobs/attention", {"prompt": PROMPT, "subject": "Tom"}, 400, "does not occur"),
+    (
+        "post",
+        "/api/jobs/attention",
+        {"prompt": PROMPT, "subject": SUBJECT, "layer": -1},
+        422,
+        "layer must be at least 0",
+    ),
+    (
+        "post",
+        "/api/jobs/attention",
+        {"prompt": PROMPT, "subject": SUBJECT, "layer": "/etc"},
+        422,
+        "layer",
+    ),
     ("post", "/api/jobs/nosuchkind", {"prompt": PROMPT}, 404, "no job kind"),
     ("get", "/api/jobs/flow-999999", None, 404, "no job"),
     ("post", "/api/jobs/flow-999999/cancel", None, 404, "no job"),
@@ -206,6 +223,41 @@ def test_trace_job_equals_trace_prompt(client: TestClient, lm: LoadedModel, meth
         )
     again = client.post("/api/jobs/trace", json=body).json()  # cached: done at once
     assert again["state"] == "done" and again["cached"] is True
+
+
+@pytest.mark.parametrize("layer", [None, 1])
+def test_attention_job_equals_run_with_cache(
+    client: TestClient, lm: LoadedModel, layer: int | None
+) -> None:
+    body: dict[str, Any] = {"prompt": PROMPT, "subject": SUBJECT}
+    if layer is not None:
+        body["layer"] = layer
+    job = wait_job(client, client.post("/api/jobs/attention", json=body).json())
+    assert job["state"] == "done", job
+    got = job["result"]
+    L = lm.cfg.n_layers
+    tokens = lm.encode(PROMPT)
+    sites = [f"blocks.{i}.attn.pattern" for i in range(L)]
+    _, cache = run_with_cache(lm.model, tokens, sites)
+    patterns = torch.stack([cache[site][0].float() for site in sites])  # (L, H, T, T)
+    start, stop = lm.tokenizer.find_subject_span(PROMPT, SUBJECT)
+    assert got["subject_span"] == [start, stop] and len(got["tokens"]) == tokens.shape[1]
+    to_subject = patterns[:, :, -1, start:stop].sum(-1)  # (L, H)
+    assert torch.allclose(torch.tensor(got["to_subject"]), to_subject, atol=1e-6)
+    best = divmod(int(to_subject.argmax()), to_subject.shape[1])
+    assert (got["top_heads"][0]["layer"], got["top_heads"][0]["head"]) == best
+    shown = best[0] if layer is None else layer
+    assert got["layer"] == shown
+    assert torch.allclose(torch.tensor(got["patterns"]), patterns[shown], atol=1e-6)
+    again = client.post("/api/jobs/attention", json=body).json()  # cached per request
+    assert again["state"] == "done" and again["cached"] is True
+
+
+def test_attention_job_refuses_a_layer_the_model_lacks(client: TestClient, lm: LoadedModel) -> None:
+    L = lm.cfg.n_layers
+    body = {"prompt": PROMPT, "subject": SUBJECT, "layer": L}
+    r = client.post("/api/jobs/attention", json=body)
+    assert r.status_code == 422 and f"layer must be at most {L - 1}" in r.json()["error"]
 
 
 def test_job_events_stream_progress_then_the_result(client: TestClient) -> None:
@@ -291,7 +343,7 @@ def test_a_failing_job_reports_a_line_not_a_traceback() -> None:
 def test_views_follow_capabilities(client: TestClient) -> None:
     info = client.get("/api/info").json()
     assert {"predict", "flow", "trace"} <= set(info["views"])
-    assert set(info["jobs"]) <= {"flow", "trace", "neurons", "edit", "superposition"}
+    assert set(info["jobs"]) <= {"flow", "trace", "neurons", "attention", "edit", "superposition"}
     assert not Capability("x", "factscope.no_such_module", ("f",), "").available()
     assert not Capability("x", "factscope.predict", ("no_such_function",), "").available()
     assert Capability("x", "factscope.predict", ("predict_next",), "").available()

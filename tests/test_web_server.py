@@ -30,7 +30,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import torch
 
+from factscope.hooks import run_with_cache
 from factscope.load import load_model
 from factscope.predict import predict_next
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
@@ -290,6 +292,44 @@ def test_load_200_concurrent_predictions_and_malformed_requests(server: str, tin
     assert stats["largest_batch"] > 1
     growth = psutil.Process(pid).memory_info().rss - rss_before
     assert growth < 300 * 2**20, f"server memory grew by {growth / 2**20:.0f} MiB"
+
+
+def test_attention_patterns_per_head(page: Any, server: str, tiny: Path) -> None:
+    """Neurons view: one heatmap per head of the strongest layer, the values drawn equal to
+    the model's own `blocks.{l}.attn.pattern`, the most subject-attending heads framed."""
+    info = httpx.get(server + "/api/info").json()
+    if "attention" not in info["jobs"]:
+        pytest.skip("the neurons view (and its attention panel) is not available")
+    open_view(page, "neurons")
+    subject = page.locator("#neurons-form input[name=subject]")
+    subject.fill("the sport")  # near the last token, so the tiny model's heads look at it
+    page.click("#attention-run")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#attention-heads .main-svg').length >= {info['n_heads']}"
+    )
+    lm = load_model(tiny)
+    prompt = page.input_value("#neurons-form input[name=prompt]")  # the page's default fact
+    sites = [f"blocks.{i}.attn.pattern" for i in range(lm.cfg.n_layers)]
+    _, cache = run_with_cache(lm.model, lm.encode(prompt), sites)
+    patterns = torch.stack([cache[site][0].float() for site in sites])  # (L, H, T, T)
+    start, stop = lm.tokenizer.find_subject_span(prompt, "the sport")
+    to_subject = patterns[:, :, -1, start:stop].sum(-1)  # (L, H)
+    layer, head = divmod(int(to_subject.argmax()), to_subject.shape[1])
+    sentence = page.inner_text("#attention-sentence")
+    assert to_subject[layer, head] > 0.05  # a head that does look at the subject
+    assert sentence.startswith(f"At layer {layer}, head {head} puts {to_subject[layer, head]:.3f}")
+    for h in range(info["n_heads"]):  # the numbers each head's heatmap draws
+        drawn = page.evaluate(f"document.getElementById('attention-head-{h}').data[0].z")
+        assert torch.allclose(torch.tensor(drawn), patterns[layer, h], atol=1e-6)
+    assert page.locator(f"#attention-head-{head}.top-head").count() == 1
+    assert page.locator("#attention-grid .heatmaplayer").count() == 1
+    page.screenshot(path=str(ARTEFACTS / "attention.png"), full_page=True)
+    page.select_option("#attention-layer", "0")  # another layer: its own patterns
+    at_layer_0 = "() => document.querySelector('#attention-sentence').textContent"
+    page.wait_for_function(at_layer_0 + ".startsWith('At layer 0,')")
+    drawn = page.evaluate("document.getElementById('attention-head-0').data[0].z")
+    assert torch.allclose(torch.tensor(drawn), patterns[0, 0], atol=1e-6)
+    subject.fill("Michael Jordan")  # the form as the other tests expect it
 
 
 def test_neurons_and_superposition_views(page: Any, server: str) -> None:

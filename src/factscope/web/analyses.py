@@ -117,6 +117,20 @@ def neurons_job(host: ModelHost, request: dict[str, Any], context: JobContext) -
     return result.to_dict()
 
 
+def attention_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """Every head's attention pattern at one layer, and the heads through which the last
+    token attends most to the subject (one forward pass)."""
+    from factscope.story.attention import attention_of_fact
+
+    context.report(0.0, "waiting for the model")
+    with host.use("job:attention", yield_to_predictions=True) as lm:
+        context.report(0.2, "reading every head's attention pattern")
+        result = attention_of_fact(
+            lm, request["prompt"], request["subject"], layer=request.get("layer")
+        )
+    return result.to_dict()
+
+
 def superposition_job(
     host: ModelHost, request: dict[str, Any], context: JobContext
 ) -> dict[str, Any]:

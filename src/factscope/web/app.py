@@ -6,7 +6,8 @@ loads the model and runs it with uvicorn. The API:
     GET  /                      the page (static/index.html)
     GET  /api/info              the model, the available views and job kinds, the limits
     POST /api/predict           {prompt, top_k}: the top next tokens (micro-batched)
-    POST /api/jobs/{kind}       start a job (flow, trace, ...): 202 with its id and position
+    POST /api/jobs/{kind}       start a job (flow, trace, attention, ...): 202 with its id and
+                                position
     GET  /api/jobs/{id}         its state, progress and, once done, its result
     GET  /api/jobs/{id}/events  the same as server-sent events until it finishes
     POST /api/jobs/{id}/cancel  stop it (queued: never starts; running: at its next step)
@@ -111,6 +112,14 @@ class NeuronsRequest(_Request):
     _text = field_validator("prompt", "subject")(_not_blank)
 
 
+class AttentionRequest(_Request):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    subject: str = Field(min_length=1, max_length=200)
+    layer: int | None = Field(None, ge=0, le=1000)
+
+    _text = field_validator("prompt", "subject")(_not_blank)
+
+
 class SuperpositionRequest(_Request):
     n: int = Field(500, ge=2, le=2000)
     dim: int = Field(50, ge=2, le=300)
@@ -154,6 +163,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "flow": JobKind(FlowRequest, analyses.flow_job, "flow"),
     "trace": JobKind(TraceRequest, analyses.trace_job, "trace"),
     "neurons": JobKind(NeuronsRequest, analyses.neurons_job, "neurons"),
+    "attention": JobKind(AttentionRequest, analyses.attention_job, "neurons"),
     "edit": JobKind(EditJobRequest, analyses.edit_job, "edit", cached=False),
     "superposition": JobKind(SuperpositionRequest, analyses.superposition_job, "superposition"),
 }
@@ -444,6 +454,12 @@ def create_app(
         params = body.model_dump(exclude={"model"})
         if "prompt" in params:
             encode(params["prompt"])
+        n_layers = host.lm.cfg.n_layers
+        if params.get("layer") is not None and params["layer"] >= n_layers:
+            raise ClientError(
+                422, f"layer must be at most {n_layers - 1} (got {params['layer']}); "
+                f"{host.name} has {n_layers} layers",
+            )  # fmt: skip
         if params.get("subject"):  # say now, not from inside the job, that it is not there
             host.lm.tokenizer.find_subject_span(params["prompt"], params["subject"])
         key: tuple[Any, ...] = (host.name, host.revision, kind, json.dumps(params, sort_keys=True))

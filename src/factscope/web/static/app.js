@@ -357,6 +357,8 @@ views.neurons = {
       try { drawNeurons(await runJob(section, "neurons", formValues(form))); }
       catch (error) { showError(section, error); }
     });
+    if (info.jobs.includes("attention")) initAttention();
+    else $("#attention-panel").hidden = true;
   },
 };
 
@@ -385,6 +387,84 @@ function drawNeurons(result) {
     title: {text: "mean-ablating k neurons", font: {size: 13}}, height: 340,
     margin: {l: 50, r: 10, t: 40, b: 40}, xaxis: {title: "k", type: "log"}, yaxis: {title: "p(answer)"},
   }, {displayModeBar: false, responsive: true});
+}
+
+// ---- Attention patterns per head (in the Neurons view) ------------------------------------
+
+const attentionState = {result: null};
+
+function initAttention() {
+  const panel = $("#attention-panel"), select = $("#attention-layer");
+  const form = $("#neurons-form");
+  for (let layer = 0; layer < info.n_layers; layer++) {
+    select.insertAdjacentHTML("beforeend", `<option value="${layer}">${layer}</option>`);
+  }
+  const run = async () => {
+    const {prompt, subject} = formValues(form);
+    const body = {prompt, subject};
+    if (select.value !== "") body.layer = Number(select.value);
+    try { drawAttention(await runJob(panel, "attention", body)); }
+    catch (error) { showError(panel, error); }
+  };
+  $("#attention-run").addEventListener("click", run);
+  select.addEventListener("change", () => { if (attentionState.result) run(); });
+  attentionState.showLayer = (layer) => { select.value = String(layer); run(); };
+}
+
+function drawAttention(result) {
+  attentionState.result = result;
+  const [start, stop] = result.subject_span;
+  const labels = result.tokens.map((t, i) => `${i}: ${show(t)}${i >= start && i < stop ? "*" : ""}`);
+  const top = new Set(result.top_heads.map((h) => `${h.layer}/${h.head}`));
+  const heads = result.to_subject[0].map((_, h) => h);
+  const layers = result.to_subject.map((_, l) => l);
+  Plotly.react("attention-grid", [{
+    type: "heatmap", z: result.to_subject, x: heads, y: layers, zmin: 0, zmax: 1, colorscale: [[0, "#ffffff"], [1, "#1b7837"]],
+    hovertemplate: "layer %{y} head %{x}<br>last token → subject: %{z:.4f}<extra></extra>",
+    colorbar: {thickness: 10},
+  }, {
+    type: "scatter", mode: "markers", hoverinfo: "skip", showlegend: false,
+    x: result.top_heads.map((h) => h.head), y: result.top_heads.map((h) => h.layer),
+    marker: {symbol: "star", size: 11, color: "#d9480f", line: {color: "white", width: 1}},
+  }], {
+    title: {text: "last token's attention on the subject", font: {size: 13}},
+    margin: {l: 50, r: 10, t: 36, b: 40}, height: 120 + 16 * layers.length,
+    xaxis: {title: "head", dtick: 1}, yaxis: {title: "layer", dtick: Math.max(1, Math.ceil(layers.length / 12))},
+    shapes: [{type: "rect", xref: "paper", x0: 0, x1: 1, y0: result.layer - 0.5, y1: result.layer + 0.5,
+              line: {color: "#24469b", width: 2}}],
+  }, {displayModeBar: false, responsive: true});
+  const grid = $("#attention-grid");
+  if (!grid.dataset.clicks) {
+    grid.dataset.clicks = "1";
+    grid.on("plotly_click", (event) => {
+      const point = event.points && event.points[0];
+      if (point && point.curveNumber === 0) attentionState.showLayer(point.y);
+    });
+  }
+  const box = $("#attention-heads");
+  box.innerHTML = heads.map((h) =>
+    `<div id="attention-head-${h}" class="head${top.has(`${result.layer}/${h}`) ? " top-head" : ""}"></div>`).join("");
+  for (const h of heads) {
+    const starred = top.has(`${result.layer}/${h}`);
+    const weight = result.to_subject[result.layer][h];
+    Plotly.newPlot(`attention-head-${h}`, [{
+      type: "heatmap", z: result.patterns[h], x: labels, y: labels, zmin: 0, zmax: 1,
+      colorscale: [[0, "#ffffff"], [1, "#24469b"]], showscale: false,
+      hovertemplate: "%{y} reads %{x}<br>weight %{z:.4f}<extra></extra>",
+    }], {
+      title: {text: `layer ${result.layer} head ${h}${starred ? " ★" : ""} · ${fmt(weight, 2)} on subject`,
+              font: {size: 11, color: starred ? "#d9480f" : "#222"}},
+      margin: {l: 4, r: 4, t: 28, b: 4}, height: 230,
+      xaxis: {showticklabels: false}, yaxis: {autorange: "reversed", showticklabels: false},
+    }, {displayModeBar: false, responsive: true});
+  }
+  const strongest = result.top_heads.slice(0, 3).map((h) =>
+    `layer ${h.layer} head ${h.head} (${fmt(h.to_subject)}, most on ${show(result.tokens[h.source])})`);
+  const best = result.to_subject[result.layer].indexOf(Math.max(...result.to_subject[result.layer]));
+  $("#attention-sentence").textContent =
+    `At layer ${result.layer}, head ${best} puts ${fmt(result.to_subject[result.layer][best])} of the last ` +
+    `token's attention on the subject ${show(result.subject)}. Over all layers, the heads attending most ` +
+    `from the last token to the subject: ${strongest.join("; ")}.`;
 }
 
 // ---- Superposition ----------------------------------------------------------------------
