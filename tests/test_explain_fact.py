@@ -3,6 +3,7 @@ left out cleanly, and one self-contained page (nothing fetched from the network)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -144,8 +145,14 @@ def test_probe_chapter_equals_the_study_probe(lm: LoadedModel, tmp_path: Path) -
 
 
 def test_probe_chapter_left_out_without_a_matching_dataset(
-    lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+    lm: LoadedModel, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    other_model = tmp_path / "know-other"  # a know run of another model: said, not used
+    other_model.mkdir()
+    meta = {"task": "know", "model": "gemma-3-270m", "dataset": "athlete_sport"}
+    (other_model / "run.json").write_text(json.dumps({"meta": meta}))
+    story = explain_fact(lm, PROMPT, SUBJECT, probe_known=other_model, chapters=chapters("probe"))
+    assert story.chapters == [] and "is a know run of gemma-3-270m" in story.skipped[0]
     other = "Fact Michael Jordan plays the sport of"  # no dataset's template
     story = explain_fact(lm, other, SUBJECT, chapters=chapters("prediction", "probe"))
     assert [c.name for c in story.chapters] == ["prediction"]

@@ -443,8 +443,18 @@ def probe_chapter(context: StoryContext) -> ChapterResult:
         )
     known = None
     if context.probe_known is not None:
+        import json
+
         from factscope.study.know import known_facts
 
+        meta = json.loads((context.probe_known / "run.json").read_text()).get("meta", {})
+        made_by = (meta.get("task"), meta.get("model"), meta.get("dataset"))
+        if made_by != ("know", context.lm.name, dataset.name):
+            raise FactscopeError(
+                f"--probe-known {context.probe_known} is a {made_by[0]} run of "
+                f"{made_by[1]} on {made_by[2]}; give a know run of {context.lm.name} on "
+                f"{dataset.name}"
+            )
         context.progress(f"probe: the facts the model knows, from {context.probe_known}")
         known = known_facts(context.lm, dataset, context.probe_known, progress=False)
     result = probe_fact(
