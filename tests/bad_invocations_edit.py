@@ -33,4 +33,5 @@ ROWS: list[tuple[list[str], str]] = [
     ([*EVAL, "--method", "grace"], "unknown edit method 'grace'"),
     (["edit-eval", "--dataset", "nosuch", "--out", "{tmp}/run"], "unknown dataset 'nosuch'"),
     ([*EVAL, "--corpus", "{tmp}/missing.txt"], "is not a file"),
+    ([*EVAL, "--known", "{tmp}"], "is not a `factscope know` run folder"),
 ]

@@ -140,6 +140,24 @@ def test_top_p_keeps_the_nucleus() -> None:
     assert picks == {0, 1}
 
 
+@pytest.mark.parametrize("scale", [0.1, 3.0, 12.0])  # flat (full sort needed) to peaked
+def test_nucleus_from_candidates_equals_the_full_sort(scale: float) -> None:
+    """The top-p set found among the most likely candidates is the full sort's set."""
+    from factscope.generate import nucleus
+
+    logits = torch.randn(4, 40_000, generator=torch.Generator().manual_seed(1)) * scale
+    probs = logits.softmax(dim=-1)
+    for top_p in (0.5, 0.95):
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p
+        kept, token_ids = nucleus(probs, top_p)
+        for row in range(4):
+            ids, values = order[row][keep[row]].tolist(), sorted_probs[row][keep[row]].tolist()
+            expected = dict(zip(ids, values, strict=True))
+            pairs = zip(token_ids[row].tolist(), kept[row].tolist(), strict=True)
+            assert {t: p for t, p in pairs if p > 0} == expected
+
+
 def test_logits_at_last_equals_full_last_row() -> None:
     model = random_model("gemma3")
     tokens = torch.randint(0, 97, (3, 7))

@@ -7,6 +7,7 @@ a hand-made tokenizer whose words ("▁Michael", "▁plays", ...) are single tok
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -158,8 +159,11 @@ def test_edit_makes_the_new_answer_more_likely_than_the_old() -> None:
     new = "plays" if old != "plays" else "Michael"
     assert p_answer(lm, prompt, new) < p_answer(lm, prompt, old)
     before = {n: p.detach().clone() for n, p in lm.model.state_dict().items()}
+    # short prefixes: a random model's key at the subject moves far with each prefix of
+    # random text, and the averaged key of long ones is far from the bare prompt's
+    hp = replace(TINY, context_template_lengths=((2, 4), (3, 4)))
     handle = edit(lm, EditRequest(prompt, subject, new, old), "rome", layer=1,
-                  hparams=TINY, stats=tiny_stats(lm, [1]))  # fmt: skip
+                  hparams=hp, stats=tiny_stats(lm, [1]))  # fmt: skip
     assert p_answer(lm, prompt, new) > p_answer(lm, prompt, old)
     assert "final loss" in handle.results[0]._repr_html_() and "rome" in handle._repr_html_()
     handle.undo()
@@ -306,3 +310,19 @@ def test_self_corpus_is_written_once_per_model_cached_and_resumed(
     assert again.documents == first.documents  # each chunk has its own seeded generator
     more = self_corpus(lm, 600, progress=False)
     assert more.documents[: len(first.documents)] == first.documents
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_batched_continuations_equal_each_prompt_alone(family: str) -> None:
+    """Prompts of different lengths share a batch (the longer ones fed their own tokens
+    while the shorter ones already generate): greedy, each row equals its prompt alone."""
+    from factscope.edit.corpus import sample_continuations
+    from factscope.generate import Sampling, generate_tokens
+
+    lm = tiny_lm(family, seed=4)
+    prompts = ["Michael", "Michael Jordan plays the sport", "Fact plays", "the sport of"]
+    batched = sample_continuations(lm, prompts, 6, Sampling(), batch_size=3)
+    for prompt, ids in zip(prompts, batched, strict=True):
+        alone = list(generate_tokens(lm.model, lm.encode(prompt), 6, Sampling()))
+        eos = lm.cfg.eos_token_id
+        assert ids == (alone[: alone.index(eos)] if eos in alone else alone)

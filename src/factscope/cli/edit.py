@@ -26,6 +26,7 @@ from factscope.cli.common import (
     status,
     write_json,
 )
+from factscope.cli.study import AllOpt, KnownOpt, study_facts
 from factscope.errors import FactscopeError
 
 MethodOpt = Annotated[str, typer.Option("--method", help="rome, memit or alphaedit.")]
@@ -231,6 +232,8 @@ def edit_eval_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or .jsonl file.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumable).")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of facts to edit.")] = 100,
+    known: KnownOpt = None,
+    use_all: AllOpt = False,
     method: MethodOpt = "rome",
     layer: LayerOpt = None,
     sequential: Annotated[
@@ -249,8 +252,9 @@ def edit_eval_command(
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
 ) -> None:
-    """CounterFact-style evaluation: edit N facts to their counterfactual answers, score
-    ES, PS, NS, S, magnitudes, GE and perplexity drift. Killed runs resume."""
+    """CounterFact-style evaluation: edit N facts the model knows (--all: any N) to their
+    counterfactual answers, score ES, PS, NS, S, magnitudes, GE and perplexity drift.
+    Killed runs resume."""
     from factscope.edit import check_method
     from factscope.edit.corpus import load_corpus
     from factscope.edit.evaluate import fact_request, run_edit_eval
@@ -267,7 +271,7 @@ def edit_eval_command(
     if out_dir.exists() and not out_dir.is_dir():
         raise FactscopeError(f"--out {out_dir} is a file, not a folder; give a folder")
     lm = load(model, device, dtype)
-    records = list(data.records[:n])
+    records = study_facts(lm, data, known, use_all, n)
     chosen = layer if layer is not None else _default_layer(lm, fact_request(records[0]), trace)
     if chosen >= lm.cfg.n_layers:
         raise FactscopeError(

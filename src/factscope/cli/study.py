@@ -123,7 +123,7 @@ def know(
     out.print(f"wrote {run_dir}/: records.jsonl, know.json, report.html, figures")
 
 
-def _facts(lm: Any, data: Any, known: Path | None, use_all: bool, n: int | None) -> list[Any]:
+def study_facts(lm: Any, data: Any, known: Path | None, use_all: bool, n: int | None) -> list[Any]:
     """The facts a study command works on: the known subset (or all), the first n."""
     from factscope.study.know import known_facts
 
@@ -184,7 +184,7 @@ def probe(
     data = load_dataset(dataset)
     lm = load(model, device, dtype)
     run_dir = _study_out(out_dir, "probe", lm.name, data)
-    facts = _facts(lm, data, known, use_all, n)
+    facts = study_facts(lm, data, known, use_all, n)
     command = command_line()
     result = run_probe(
         lm, data, facts, run_dir, folds=folds, seed=seed, batch_size=batch_size,
@@ -252,7 +252,7 @@ def trace_many(
     data = load_dataset(dataset)
     lm = load(model, device, dtype)
     run_dir = _study_out(out_dir, "trace-many", lm.name, data)
-    every = _facts(lm, data, known, use_all, None)
+    every = study_facts(lm, data, known, use_all, None)
     # the noise scale comes from every fact's subject, so --n does not change it (and a run
     # grown with a larger --n resumes)
     noise_std = dataset_noise_std(lm, every)

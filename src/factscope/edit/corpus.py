@@ -204,40 +204,41 @@ def sample_continuations(
 ) -> list[list[int]]:
     """Sample `n_new` tokens after each prompt: the new token ids per prompt, cut at EOS.
 
-    Prompts are batched by their token length (our model has no padding mask, so a batch's
-    prompts must be equally long); each batch shares one KV cache and one forward per step.
-    """
+    Prompts of any lengths share a batch (our model has no padding mask, so every row of a
+    batch must be as long as the others at each step): the batch starts from the shortest
+    prompt's length, and a row whose prompt is longer is fed its own next prompt token
+    instead of the sampled one until its prompt is used up. Each batch shares one KV cache
+    and one forward per step; prompts are batched in order of length, so the forced steps
+    are few."""
     model, tok = lm.model, lm.tokenizer
     encoded = [tok.encode(p, add_bos=add_bos) for p in prompts]
-    by_length: dict[int, list[int]] = {}
-    for i, ids in enumerate(encoded):
-        by_length.setdefault(len(ids), []).append(i)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out: list[list[int]] = [[] for _ in prompts]
     eos = lm.cfg.eos_token_id
-    for indices in by_length.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            tokens = torch.tensor([encoded[i] for i in chunk], device=model.device)  # (B, T)
-            kv = KVCache.empty(lm.cfg.n_layers)
-            step = tokens
-            new: list[list[int]] = [[] for _ in chunk]
-            done = [False] * len(chunk)
-            for _ in range(n_new):
-                if tokens.shape[1] + len(new[0]) >= lm.cfg.context_length:
-                    break
-                logits = model(step, kv_cache=kv, logits_at="last")[:, -1]  # (B, V)
-                picked = pick_token(logits, sampling, generator)  # (B,)
-                for row, t in enumerate(picked.tolist()):
-                    if not done[row]:
-                        if eos is not None and t == eos:
-                            done[row] = True
-                        else:
-                            new[row].append(t)
-                if all(done):
-                    break
-                step = picked[:, None]
-            for row, i in enumerate(chunk):
-                out[i] = new[row]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        rows = [encoded[i] for i in chunk]
+        fed = min(len(r) for r in rows)  # tokens of every row fed so far
+        step = torch.tensor([r[:fed] for r in rows], device=model.device)  # (B, fed)
+        kv = KVCache.empty(lm.cfg.n_layers)
+        new: list[list[int]] = [[] for _ in chunk]
+        done = [False] * len(chunk)
+        while not all(done) and fed < lm.cfg.context_length:
+            logits = model(step, kv_cache=kv, logits_at="last")[:, -1]  # (B, V)
+            picked = pick_token(logits, sampling, generator).tolist()  # (B,)
+            for row, prompt_ids in enumerate(rows):
+                if fed < len(prompt_ids):  # still inside this row's prompt
+                    picked[row] = prompt_ids[fed]
+                elif not done[row]:
+                    if eos is not None and picked[row] == eos:
+                        done[row] = True
+                    else:
+                        new[row].append(picked[row])
+                        done[row] = len(new[row]) >= n_new
+            fed += 1
+            step = torch.tensor(picked, device=model.device)[:, None]
+        for row, i in enumerate(chunk):
+            out[i] = new[row]
     return out
 
 
