@@ -4,6 +4,7 @@ guarantee, sequential state, and end-to-end edits of tiny models."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from factscope.edit import EditRequest, edit
@@ -66,8 +67,11 @@ def test_alphaedit_update_leaves_the_preserved_keys_outputs_in_place() -> None:
     F, D = 32, 8
     preserved = torch.randn(F, 20, generator=g, dtype=torch.float64)  # spans 20 of 32 dims
     C = preserved @ preserved.T / 20
-    P, dim = nullspace_projector(C, 2e-2)
+    P, dim, energy = nullspace_projector(C, 2e-2)
     assert dim == F - 20
+    assert energy < 1e-12  # the preserved keys have no energy in their null space
+    _, dim_all, energy_all = nullspace_projector(C, float("inf"))
+    assert dim_all == F and energy_all == pytest.approx(1.0)
     K = torch.randn(F, 4, generator=g, dtype=torch.float64)
     R = torch.randn(D, 4, generator=g, dtype=torch.float64)
     delta = alphaedit_update(K, R, P, torch.zeros(F, F, dtype=torch.float64), 10.0)

@@ -99,12 +99,16 @@ def memit_update(keys: Tensor, resid: Tensor, C: Tensor, mom2_update_weight: flo
     return R @ adj_k.T
 
 
-def nullspace_projector(C: Tensor, threshold: float) -> tuple[Tensor, int]:
+def nullspace_projector(C: Tensor, threshold: float) -> tuple[Tensor, int, float]:
     """AlphaEdit's P = U₀U₀ᵀ over the eigenvectors of C with eigenvalue < threshold
-    (F, F) float64, and the null space's dimension."""
+    (F, F) float64, the null space's dimension, and the share of the keys' energy
+    E‖k‖² = tr C that lies in it: E‖P k‖² / E‖k‖², how much of the preserved keys the
+    update can still reach (the threshold is absolute, so this depends on the model)."""
     eigenvalues, vectors = torch.linalg.eigh(C.double())
-    null = vectors[:, eigenvalues < threshold]  # (F, r)
-    return null @ null.T, int(null.shape[1])
+    small = eigenvalues < threshold
+    null = vectors[:, small]  # (F, r)
+    energy = float(eigenvalues[small].clamp(min=0).sum() / eigenvalues.clamp(min=0).sum())
+    return null @ null.T, int(null.shape[1]), energy
 
 
 def alphaedit_update(keys: Tensor, resid: Tensor, P: Tensor, previous: Tensor, L2: float) -> Tensor:
@@ -129,6 +133,7 @@ class AlphaEditState:
 
     projectors: dict[int, Tensor] = field(default_factory=dict)  # (F, F)
     null_dims: dict[int, int] = field(default_factory=dict)
+    null_energy: dict[int, float] = field(default_factory=dict)  # share of tr C in the null space
     previous: dict[int, Tensor] = field(default_factory=dict)  # (F, F) Σ K_p K_pᵀ
     n_edits: int = 0
 
@@ -136,8 +141,8 @@ class AlphaEditState:
     def from_stats(cls, stats: dict[int, KeyStats], threshold: float) -> AlphaEditState:
         state = cls()
         for l, s in stats.items():
-            P, dim = nullspace_projector(s.moment, threshold)
-            state.projectors[l], state.null_dims[l] = P, dim
+            P, dim, energy = nullspace_projector(s.moment, threshold)
+            state.projectors[l], state.null_dims[l], state.null_energy[l] = P, dim, energy
             state.previous[l] = torch.zeros_like(P)
         return state
 
@@ -157,6 +162,7 @@ class MEMITResult:
     update_norms: list[float]
     null_dims: dict[int, int]
     hparams: MEMITHyperParams
+    null_energy: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +173,7 @@ class MEMITResult:
             "z_error": self.z_error,
             "update_norms": self.update_norms,
             "null_dims": {str(k): v for k, v in self.null_dims.items()},
+            "null_energy": {str(k): v for k, v in self.null_energy.items()},
             "hparams": self.hparams.to_dict(),
         }
 
@@ -370,11 +377,13 @@ def apply_memit(
         handle.undo()
         raise
     null_dims = dict(state.null_dims) if state is not None else {}
+    null_energy = dict(state.null_energy) if state is not None else {}
     handle.results.append(
         MEMITResult(
-            method, list(requests), layers, z_losses, z_error, update_norms, null_dims, hparams
+            method, list(requests), layers, z_losses, z_error, update_norms, null_dims, hparams,
+            null_energy,
         )
-    )
+    )  # fmt: skip
     return handle
 
 
