@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,11 @@ class Linear(nn.Linear):
     kernel (MKL) reaches well under the memory rate on some CPUs (~40% on AMD Zen),
     oneDNN's, on the same dense weights, much closer (benchmarks/load_and_forward.py
     prints both). Same product, summed in another order: logits agree to ~1e-6 relative.
-    oneDNN's op has no backward, so whenever autograd is recording, F.linear is used.
+    oneDNN's op has no backward, so whenever autograd is recording, F.linear is used, except
+    in training mode (`model.train()`, as `factscope train` runs), where `OneDNNLinear` gives
+    it one made of the same kernel: training's matrix products are ~2/3 of a step, and
+    oneDNN runs them ~2x faster than MKL here (benchmarks/train.py). Analysis gradients
+    (attribution, ROME) run in eval mode and stay exactly F.linear's.
     """
 
     onednn = True  # set False to use F.linear everywhere (benchmarks compare the two)
@@ -64,18 +68,53 @@ class Linear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         if self.onednn and _onednn_applies(x, self.weight):
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [None], "")
+        if self.onednn and self.training and _onednn_fits(x, self.weight):
+            return OneDNNLinear.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 
-def _onednn_applies(x: Tensor, weight: Tensor) -> bool:
-    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+class OneDNNLinear(torch.autograd.Function):
+    """x @ W^T + b and its gradients, each product computed by oneDNN's linear kernel.
+
+    For y = x W^T (x: (M, K) rows, W: (N, K)): dx = dy W = linear(dy, W^T) and
+    dW = dy^T x = linear(dy^T, x^T); oneDNN reads the transposed views without copying.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [None], "")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        linear = torch.ops.mkldnn._linear_pointwise
+        grad_rows = grad.reshape(-1, grad.shape[-1])  # (M, N)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = linear(grad, weight.t(), None, "none", [None], "")  # (..., K)
+        if ctx.needs_input_grad[1]:
+            x_rows = x.reshape(-1, x.shape[-1])  # (M, K)
+            grad_w = linear(grad_rows.t(), x_rows.t(), None, "none", [None], "")  # (N, K)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_rows.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def _onednn_fits(x: Tensor, weight: Tensor) -> bool:
+    """oneDNN can compute this product: float32 on a CPU that has it."""
     return (
-        not recording
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and x.numel() > 0
         and _onednn_available()
     )
+
+
+def _onednn_applies(x: Tensor, weight: Tensor) -> bool:
+    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return not recording and _onednn_fits(x, weight)
 
 
 @functools.cache
@@ -173,11 +212,17 @@ class RotaryTables:
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate each head of x (B, T, n, dh) by the angles of its position."""
+    """Rotate each head of x (B, T, n, dh) by the angles of its position.
+
+    The halves (x1, x2) become (x1 cos - x2 sin, x2 cos + x1 sin), computed as
+    x * cos + roll(x, dh/2) * (-sin, sin): the same products as x * cos + (-x2, x1) * sin,
+    bit for bit, with one roll in place of a negation and a concatenation (whose backward
+    in training allocated and zero-filled two tensors).
+    """
     half = x.shape[-1] // 2
-    rotated_half = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    cos, sin = cos[None, :, None, :].to(x.dtype), sin[None, :, None, :].to(x.dtype)
-    return x * cos + rotated_half * sin
+    signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # (T, dh)
+    cos, signed_sin = cos[None, :, None, :].to(x.dtype), signed_sin[None, :, None, :].to(x.dtype)
+    return x * cos + x.roll(half, dims=-1) * signed_sin
 
 
 def attention_mask(
