@@ -3,7 +3,9 @@
 - rotary tables computed once per pass (`RotaryTables`) equal those computed per layer;
 - grouped-query attention without copying K/V equals the textbook repeat-and-matmul;
 - a HookPoint with nothing attached is skipped, yet torch's own module hooks still run;
-- linear layers computed by oneDNN (float32 CPU inference) equal F.linear to float rounding.
+- linear layers computed by oneDNN (float32 CPU inference) equal F.linear to float rounding;
+- in training mode their gradients (oneDNN too) equal F.linear's to float rounding;
+- RoPE written with one roll equals the textbook (-x2, x1) rotation bit for bit.
 """
 
 from __future__ import annotations
@@ -183,3 +185,38 @@ def test_gradients_flow_through_linear_layers() -> None:
         grads.append(model.blocks[0].attn.q_proj.weight.grad.clone())
     assert grads[0].abs().sum() > 0
     assert torch.equal(grads[0], grads[1])
+
+
+def test_training_mode_linear_gradients_equal_f_linear() -> None:
+    """model.train(): products and both gradients by oneDNN, equal to F.linear's to rounding;
+    Linear.onednn = False gives F.linear's exactly."""
+    model = random_model("llama").train()
+    tokens = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
+    grads = []
+    for onednn in (True, False):
+        Linear.onednn = onednn
+        try:
+            model.zero_grad()
+            model(tokens).logsumexp(-1).mean().backward()
+        finally:
+            Linear.onednn = True
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    if _onednn_available():
+        probe = torch.randn(3, model.cfg.d_model, requires_grad=True)
+        grad_fn = model.blocks[0].attn.q_proj(probe).grad_fn
+        assert type(grad_fn).__name__ == "OneDNNLinearBackward"  # the fast path ran
+    assert len(grads[0]) == len(grads[1]) > 10
+    for fast, plain in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-6)
+
+
+def test_rotary_roll_equals_the_textbook_rotation() -> None:
+    from factscope.model import apply_rotary
+
+    cos, sin = rotary_cos_sin(torch.arange(3, 20), 16, 10_000.0)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(2, 17, 3, 16).to(dtype)
+        half = 8
+        textbook = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        want = x * cos[None, :, None].to(dtype) + textbook * sin[None, :, None].to(dtype)
+        assert torch.equal(apply_rotary(x, cos, sin), want)
