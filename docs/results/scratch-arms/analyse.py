@@ -51,15 +51,15 @@ def main(work: Path) -> None:
                 )
                 fig.savefig(HERE / f"loss_{run}.png", dpi=110, bbox_inches="tight")
     if arms:
-        fig = arms_bar({k: v for k, v in arms.items() if k in PAPER}, PAPER)
+        fig = arms_bar(arms, PAPER)  # multi-relu: the multi arm with a plain ReLU MLP
         fig.savefig(HERE / "arms.png", dpi=110, bbox_inches="tight")
 
     probes = {}
-    for arm in ("single", "multi"):
+    for arm in ("single", "multi", "multi-relu"):
         model = work / f"{arm}-qa" / "model"
         if model.exists():
             lm = load_model(model)
-            people = people_of(work / f"{arm}-corpus")
+            people = people_of(work / f"{arm.split('-')[0]}-corpus")
             probes[arm] = {
                 a: probe_attribute(lm, people, a).to_dict() for a in ("sport", "birth_city")
             }
