@@ -34,4 +34,9 @@ ROWS: list[tuple[list[str], str]] = [
     (["edit-eval", "--dataset", "nosuch", "--out", "{tmp}/run"], "unknown dataset 'nosuch'"),
     ([*EVAL, "--corpus", "{tmp}/missing.txt"], "is not a file"),
     ([*EVAL, "--known", "{tmp}"], "is not a `factscope know` run folder"),
+    ([*EVAL, "--nullspace-energy", "1.5"], "--nullspace-energy must be at most 1"),
+    (
+        [*EDIT, "--new", "golf", "--nullspace-energy", "-0.1"],
+        "--nullspace-energy must be at least 0",
+    ),
 ]

@@ -72,6 +72,9 @@ def test_alphaedit_update_leaves_the_preserved_keys_outputs_in_place() -> None:
     assert energy < 1e-12  # the preserved keys have no energy in their null space
     _, dim_all, energy_all = nullspace_projector(C, float("inf"))
     assert dim_all == F and energy_all == pytest.approx(1.0)
+    eigenvalues = torch.linalg.eigvalsh(C)  # ascending
+    _, dim_e, energy_e = nullspace_projector(C, 2e-2, energy=0.1)  # per model: a share of tr C
+    assert energy_e <= 0.1 < float(eigenvalues[: dim_e + 1].sum() / eigenvalues.sum())
     K = torch.randn(F, 4, generator=g, dtype=torch.float64)
     R = torch.randn(D, 4, generator=g, dtype=torch.float64)
     delta = alphaedit_update(K, R, P, torch.zeros(F, F, dtype=torch.float64), 10.0)

@@ -51,6 +51,16 @@ StatsTokensOpt = Annotated[
 IdentityOpt = Annotated[
     bool, typer.Option("--identity-stats", help="Use C = I instead of corpus statistics.")
 ]
+NullEnergyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--nullspace-energy",
+        min=0.0,
+        max=1.0,
+        help="AlphaEdit: the null space holds at most this share of the keys' energy tr C "
+        "(chosen per layer) instead of the authors' absolute eigenvalue threshold 2e-2.",
+    ),
+]
 TraceOpt = Annotated[
     str,
     typer.Option(
@@ -61,7 +71,14 @@ TraceOpt = Annotated[
 ]
 
 
-def _hparams(method: str, layer: int | None, corpus: str, tokens: int, identity: bool) -> Any:
+def _hparams(
+    method: str,
+    layer: int | None,
+    corpus: str,
+    tokens: int,
+    identity: bool,
+    nullspace_energy: float | None = None,
+) -> Any:
     from factscope.edit.memit import MEMITHyperParams
     from factscope.edit.rome import ROMEHyperParams
 
@@ -70,8 +87,9 @@ def _hparams(method: str, layer: int | None, corpus: str, tokens: int, identity:
             layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity
         )
     return MEMITHyperParams(
-        layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity
-    )
+        layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity,
+        nullspace_energy=nullspace_energy,
+    )  # fmt: skip
 
 
 def _default_layer(lm: Any, request: Any, trace: str) -> int:
@@ -121,6 +139,7 @@ def edit_command(
     corpus: CorpusOpt = "self",
     stats_tokens: StatsTokensOpt = 100_000,
     identity_stats: IdentityOpt = False,
+    nullspace_energy: NullEnergyOpt = None,
     trace: TraceOpt = "approx",
     out_dir: OutOpt = None,
     model: ModelOpt = "gemma-3-270m",
@@ -184,7 +203,7 @@ def edit_command(
         return probs, tops
 
     before, top_before = snapshot()
-    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats)
+    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats, nullspace_energy)
     with status(f"{method} edit of layer {chosen} (statistics are computed once, then cached) ..."):
         handle = edit(lm, request, method, chosen, hparams=hp, progress=True)
     after, top_after = snapshot()
@@ -246,6 +265,7 @@ def edit_eval_command(
     corpus: CorpusOpt = "self",
     stats_tokens: StatsTokensOpt = 100_000,
     identity_stats: IdentityOpt = False,
+    nullspace_energy: NullEnergyOpt = None,
     trace: TraceOpt = "approx",
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
@@ -277,7 +297,7 @@ def edit_eval_command(
         raise FactscopeError(
             f"layer {chosen} is out of range; this model has layers 0..{lm.cfg.n_layers - 1}"
         )
-    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats)
+    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats, nullspace_energy)
     layers = [chosen] if method == "rome" else edit_layers(chosen, hp.n_layers)
     stats = (
         {l: identity(lm.model, l) for l in layers}

@@ -341,7 +341,9 @@ def run_edit_eval(
 
                 hp = hparams or MEMITHyperParams()
                 if method == "alphaedit" and state is None and stats is not None:
-                    state = AlphaEditState.from_stats(stats, hp.nullspace_threshold)
+                    state = AlphaEditState.from_stats(
+                        stats, hp.nullspace_threshold, hp.nullspace_energy
+                    )
                 apply_memit(lm, requests, layer, hp, method=method, stats=stats,
                                      state=state, progress=progress)  # fmt: skip
             done_ids += [r.id for r in chunk]

@@ -75,6 +75,9 @@ class MEMITHyperParams:
     stats_tokens: int = 100_000
     corpus: str = "self"  # the model's own text (corpus.py) or a file
     nullspace_threshold: float = 2e-2  # AlphaEdit
+    # AlphaEdit, per model: instead of the absolute threshold, the null space is the smallest
+    # eigen-directions of C holding at most this share of the keys' energy tr C
+    nullspace_energy: float | None = None
     L2: float = 10.0  # AlphaEdit
     seed: int = 0
     layer: int | None = None
@@ -99,13 +102,21 @@ def memit_update(keys: Tensor, resid: Tensor, C: Tensor, mom2_update_weight: flo
     return R @ adj_k.T
 
 
-def nullspace_projector(C: Tensor, threshold: float) -> tuple[Tensor, int, float]:
+def nullspace_projector(
+    C: Tensor, threshold: float, energy: float | None = None
+) -> tuple[Tensor, int, float]:
     """AlphaEdit's P = U₀U₀ᵀ over the eigenvectors of C with eigenvalue < threshold
     (F, F) float64, the null space's dimension, and the share of the keys' energy
     E‖k‖² = tr C that lies in it: E‖P k‖² / E‖k‖², how much of the preserved keys the
-    update can still reach (the threshold is absolute, so this depends on the model)."""
-    eigenvalues, vectors = torch.linalg.eigh(C.double())
-    small = eigenvalues < threshold
+    update can still reach (the threshold is absolute, so this depends on the model).
+    With `energy`, the threshold is chosen per C instead: the smallest eigen-directions
+    whose eigenvalues sum to at most that share of tr C."""
+    eigenvalues, vectors = torch.linalg.eigh(C.double())  # ascending
+    if energy is None:
+        small = eigenvalues < threshold
+    else:
+        positive = eigenvalues.clamp(min=0)
+        small = positive.cumsum(0) <= energy * positive.sum()
     null = vectors[:, small]  # (F, r)
     energy = float(eigenvalues[small].clamp(min=0).sum() / eigenvalues.clamp(min=0).sum())
     return null @ null.T, int(null.shape[1]), energy
@@ -138,11 +149,13 @@ class AlphaEditState:
     n_edits: int = 0
 
     @classmethod
-    def from_stats(cls, stats: dict[int, KeyStats], threshold: float) -> AlphaEditState:
+    def from_stats(
+        cls, stats: dict[int, KeyStats], threshold: float, energy: float | None = None
+    ) -> AlphaEditState:
         state = cls()
         for l, s in stats.items():
-            P, dim, energy = nullspace_projector(s.moment, threshold)
-            state.projectors[l], state.null_dims[l], state.null_energy[l] = P, dim, energy
+            P, dim, energy_in = nullspace_projector(s.moment, threshold, energy)
+            state.projectors[l], state.null_dims[l], state.null_energy[l] = P, dim, energy_in
             state.previous[l] = torch.zeros_like(P)
         return state
 
@@ -313,7 +326,7 @@ def apply_memit(
             stats = {l: identity_stats(model, l) for l in layers}
     if method == "alphaedit" and state is None:
         state = AlphaEditState.from_stats(
-            {l: stats[l] for l in layers}, hparams.nullspace_threshold
+            {l: stats[l] for l in layers}, hparams.nullspace_threshold, hparams.nullspace_energy
         )
 
     if method == "alphaedit":
