@@ -36,7 +36,7 @@ from torch import Tensor
 from factscope.errors import FactscopeError
 from factscope.model import KVCache, Transformer
 from factscope.study.datasets import Dataset, FactRecord, answer_token_ids, load_dataset
-from factscope.study.sweep import read_records, run_sweep_batches
+from factscope.study.sweep import ModelWork, read_records, run_sweep_batches
 from factscope.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -164,15 +164,13 @@ def fact_record(
     }
 
 
-class KnowWork:
-    """The sweep's work: a batch of facts -> one record each, sharing the prefix's keys/values.
+class KnowWork(ModelWork):
+    """The sweep's work: a batch of facts -> one record each, sharing the prefix's keys/values."""
 
-    Holds the loaded model; when sent to a Ray actor it travels as the model's name and is
-    loaded there once."""
+    shipped = ("dataset", "max_batch")
 
     def __init__(self, lm: LoadedModel, dataset: Dataset, max_batch: int = 64) -> None:
-        self.lm: LoadedModel | None = lm
-        self.model_spec = (str(lm.source), str(lm.model.device), lm.model.dtype)
+        super().__init__(lm)
         self.dataset = dataset
         self.max_batch = max_batch
         self._prepare()
@@ -184,17 +182,6 @@ class KnowWork:
         self.single_token = {a: len(answer_token_ids(tokenizer, a)) == 1 for a in relation.answers}
         self.prompts = few_shot_prompts(tokenizer, self.dataset, self.dataset.records)
         self.cache = prefix_cache(self.lm.model, self.prompts.prefix)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"model_spec": self.model_spec, "dataset": self.dataset, "max_batch": self.max_batch}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from factscope.load import load_model
-
-        self.__dict__.update(state)
-        source, device, dtype = self.model_spec
-        self.lm = load_model(source, device=device, dtype=dtype)
-        self._prepare()
 
     def __call__(self, batch: list[FactRecord]) -> list[dict[str, Any]]:
         assert self.lm is not None

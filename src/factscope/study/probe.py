@@ -40,7 +40,7 @@ from factscope.hooks import hooks
 from factscope.model import Transformer
 from factscope.study.datasets import Dataset, FactRecord
 from factscope.study.know import expand_cache, few_shot_prompts, prefix_cache
-from factscope.study.sweep import load_arrays, run_sweep_batches
+from factscope.study.sweep import ModelWork, load_arrays, run_sweep_batches
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -118,18 +118,19 @@ def residuals_at(
     return out
 
 
-class ActivationWork:
+class ActivationWork(ModelWork):
     """The sweep's work: a batch of facts -> their residual streams, as arrays per fact.
 
     pass "clean": few-shot prompt at the last subject token and the final token, the bare
     name at its last token, and attention outputs at the last subject token (for the means);
     pass "ablated": the few-shot prompt with attention mean-ablated from layer 2 on."""
 
+    shipped = ("dataset", "attn_means")
+
     def __init__(
         self, lm: LoadedModel, dataset: Dataset, attn_means: NDArray[np.float32] | None = None
     ) -> None:
-        self.lm: LoadedModel | None = lm
-        self.model_spec = (str(lm.source), str(lm.model.device), lm.model.dtype)
+        super().__init__(lm)
         self.dataset = dataset
         self.attn_means = attn_means
         self._prepare()
@@ -139,17 +140,6 @@ class ActivationWork:
         self.prompts = few_shot_prompts(self.lm.tokenizer, self.dataset, self.dataset.records)
         self.cache = prefix_cache(self.lm.model, self.prompts.prefix)
         self.means = None if self.attn_means is None else torch.as_tensor(self.attn_means)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("model_spec", "dataset", "attn_means")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from factscope.load import load_model
-
-        self.__dict__.update(state)
-        source, device, dtype = self.model_spec
-        self.lm = load_model(source, device=device, dtype=dtype)
-        self._prepare()
 
     def __call__(self, batch: list[FactRecord]) -> list[dict[str, Any]]:
         assert self.lm is not None

@@ -29,12 +29,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from factscope import __version__
 from factscope.errors import FactscopeError
+
+if TYPE_CHECKING:
+    from factscope.load import LoadedModel
 
 Item = TypeVar("Item")
 Record = dict[str, Any]
@@ -190,6 +193,33 @@ def _batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
 def _run_local(batch_fn: BatchFn[Item], batches: list[list[Item]]) -> Iterator[list[Record]]:
     for batch in batches:
         yield batch_fn(batch)
+
+
+class ModelWork:
+    """A sweep's work function that holds a loaded model.
+
+    Sent to a Ray actor, it travels as the model's source, device and dtype plus the fields
+    named in `shipped`; the actor loads the model once and rebuilds the rest (`_prepare`)."""
+
+    shipped: tuple[str, ...] = ()
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.lm: LoadedModel | None = lm
+        self.model_spec = (str(lm.source), str(lm.model.device), lm.model.dtype)
+
+    def _prepare(self) -> None:
+        """What is derived from the model (prefix caches, token ids); nothing by default."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in ("model_spec", *self.shipped)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from factscope.load import load_model
+
+        self.__dict__.update(state)
+        source, device, dtype = self.model_spec
+        self.lm = load_model(source, device=device, dtype=dtype)
+        self._prepare()
 
 
 class _BatchWorker:

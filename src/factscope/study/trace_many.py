@@ -28,7 +28,7 @@ import numpy as np
 from factscope.errors import FactscopeError
 from factscope.locate.trace import KINDS, estimate_noise_std, trace_fact
 from factscope.study.datasets import Dataset, FactRecord, answer_token_ids
-from factscope.study.sweep import run_sweep
+from factscope.study.sweep import ModelWork, run_sweep
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -59,8 +59,10 @@ def group_rows(n_tokens: int, subject_len: int) -> dict[str, list[int]]:
     }
 
 
-class TraceWork:
+class TraceWork(ModelWork):
     """The sweep's work: one fact -> its causal traces (scores from the subject on)."""
+
+    shipped = ("dataset", "options")
 
     def __init__(
         self,
@@ -74,23 +76,12 @@ class TraceWork:
         seed: int,
         approx: bool,
     ) -> None:
-        self.lm: LoadedModel | None = lm
-        self.model_spec = (str(lm.source), str(lm.model.device), lm.model.dtype)
+        super().__init__(lm)
         self.dataset = dataset
         self.options: dict[str, Any] = {
             "kinds": list(kinds), "samples": samples, "window": window,
             "noise_std": noise_std, "seed": seed, "approx": approx,
         }  # fmt: skip
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("model_spec", "dataset", "options")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from factscope.load import load_model
-
-        self.__dict__.update(state)
-        source, device, dtype = self.model_spec
-        self.lm = load_model(source, device=device, dtype=dtype)
 
     def __call__(self, fact: FactRecord) -> dict[str, Any]:
         assert self.lm is not None
