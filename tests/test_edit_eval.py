@@ -125,3 +125,17 @@ def test_sequential_batch_editors_restore_the_model_and_resume(method: str, tmp_
     assert saved["done"] == ["tiny/0", "tiny/1"] and sorted(saved["weights"]) == [1, 2]
     if method == "alphaedit":
         assert saved["state"].n_edits == 2
+
+
+def test_known_neighbourhood_takes_other_known_facts_with_the_same_answer() -> None:
+    from factscope.edit.evaluate import known_neighbourhood
+
+    def fact(i: int, answer: str) -> FactRecord:
+        return FactRecord(f"d/{i}", "r", f"S{i}", answer, f"S{i} plays", (), ("unknown",), "x", "t")
+
+    known = [fact(0, "a"), fact(1, "b"), fact(2, "a"), fact(3, "a"), fact(4, "a"), fact(5, "b")]
+    out = known_neighbourhood([known[3], known[1], fact(9, "c")], known, n=3)
+    assert out[0].neighbourhood == ("S4 plays", "S0 plays", "S2 plays")  # after S3, cycling
+    assert out[1].neighbourhood == ("S5 plays",)  # only one other "b"
+    assert out[2].neighbourhood == ()  # no known fact shares its answer
+    assert [r.id for r in out] == ["d/3", "d/1", "d/9"] and out[0].prompt == "S3 plays"

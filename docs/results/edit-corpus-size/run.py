@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from factscope.edit import ROMEHyperParams
-from factscope.edit.evaluate import run_edit_eval
+from factscope.edit.evaluate import known_neighbourhood, run_edit_eval
 from factscope.edit.stats import identity_stats, layer_stats
 from factscope.load import load_model
 from factscope.study.know import known_facts
@@ -21,7 +21,8 @@ LAYER = int(sys.argv[2]) if len(sys.argv) > 2 else 6
 HERE = Path("docs/results/edit-corpus-size")
 
 lm = load_model("gemma-3-270m")
-facts = known_facts(lm, "athlete_sport", Path("runs/know-athletes"))[:N]
+known = known_facts(lm, "athlete_sport", Path("runs/know-athletes"))
+facts = known_neighbourhood(known[:N], known)  # as edit-eval: neighbours the model knows
 out = {}
 for tokens in (0, 10_000, 30_000, 100_000):
     name = "identity" if tokens == 0 else f"self-{tokens}"

@@ -277,7 +277,7 @@ def edit_eval_command(
     Killed runs resume."""
     from factscope.edit import check_method
     from factscope.edit.corpus import load_corpus
-    from factscope.edit.evaluate import fact_request, run_edit_eval
+    from factscope.edit.evaluate import fact_request, known_neighbourhood, run_edit_eval
     from factscope.edit.memit import edit_layers
     from factscope.edit.stats import identity_stats as identity
     from factscope.edit.stats import layer_stats
@@ -291,7 +291,11 @@ def edit_eval_command(
     if out_dir.exists() and not out_dir.is_dir():
         raise FactscopeError(f"--out {out_dir} is a file, not a folder; give a folder")
     lm = load(model, device, dtype)
-    records = study_facts(lm, data, known, use_all, n)
+    if use_all:
+        records = study_facts(lm, data, known, use_all, n)
+    else:  # known facts, and neighbours the model knows too (known_neighbourhood)
+        every_known = study_facts(lm, data, known, use_all, None)
+        records = known_neighbourhood(every_known[:n], every_known)
     chosen = layer if layer is not None else _default_layer(lm, fact_request(records[0]), trace)
     if chosen >= lm.cfg.n_layers:
         raise FactscopeError(
@@ -306,6 +310,7 @@ def edit_eval_command(
     )
     meta = {"model": lm.name, "dataset": data.name, "n": n, "corpus": corpus,
             "stats_tokens": stats_tokens, "identity_stats": identity_stats,
+            "neighbours": "dataset" if use_all else "known facts with the same answer",
             "hparams": hp.to_dict(), "command": command_line()}  # fmt: skip
     done, summary = run_edit_eval(
         lm, records, out_dir, method, chosen, sequential=sequential, hparams=hp, stats=stats,

@@ -233,6 +233,29 @@ def fact_request(record: Any) -> Any:
     )
 
 
+def known_neighbourhood(facts: Sequence[Any], known: Sequence[Any], n: int = 3) -> list[Any]:
+    """Each fact with its neighbour prompts replaced by those of other facts the model knows
+    with the same answer (the next `n` in dataset order, cycling; fewer if there are not).
+
+    CounterFact's neighbours are subjects that share the edited fact's true answer, on
+    GPT-2 XL mostly ones it knows. A dataset's own neighbours are any subjects with the
+    same answer; for gemma-3-270m, which knows 94 of 5,427 athletes, p(old) on them is
+    near chance before any edit, and NS would measure noise rather than damage."""
+    from dataclasses import replace
+
+    by_answer: dict[str, list[Any]] = {}
+    for record in known:
+        by_answer.setdefault(record.answer, []).append(record)
+    out = []
+    for fact in facts:
+        others = by_answer.get(fact.answer, [])
+        start = next((i for i, r in enumerate(others) if r.id == fact.id), -1) + 1
+        cycle = [others[(start + i) % len(others)] for i in range(len(others))] if others else []
+        picked = [r.prompt for r in cycle if r.id != fact.id][:n]
+        out.append(replace(fact, neighbourhood=tuple(picked)))
+    return out
+
+
 def _score(lm: LoadedModel, record: Any, fluency_tokens: int) -> dict[str, Any]:
     scores = score_fact(
         lm, record.prompt, record.paraphrases, record.neighbourhood,
