@@ -3,8 +3,8 @@
     python docs/results/web-gemma/take_screenshots.py [--model gemma-3-270m]
 
 Starts the server on a free loopback port, opens it in headless Chromium (the system
-browser, /usr/bin/chromium) and saves predict.png, flow.png, trace.png and neurons.png
-next to this file (refusing to overwrite unless --force).
+browser, /usr/bin/chromium) and saves predict.png, flow.png, trace.png, neurons.png and
+attention.png next to this file (refusing to overwrite unless --force).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--force", action="store_true")
-    parser.add_argument("--only", default="predict,flow,trace,neurons")
+    parser.add_argument("--only", default="predict,flow,trace,neurons,attention")
     args = parser.parse_args()
     wanted = args.only.split(",")
     names = [f"{n}.png" for n in args.only.split(",")]
@@ -73,6 +73,15 @@ def main() -> None:
             page.wait_for_timeout(6000)  # let the animation reach the output
             if "flow" in wanted:
                 page.screenshot(path=str(HERE / "flow.png"), full_page=True)
+            if "attention" in wanted:  # the Neurons view's attention patterns per head
+                page.click("#tabs button[data-view=neurons]")
+                page.click("#attention-run")
+                page.wait_for_function(
+                    "() => document.querySelector('#attention-sentence').textContent.length > 0",
+                    timeout=300_000,
+                )
+                page.wait_for_timeout(1500)
+                page.locator("#attention-panel").screenshot(path=str(HERE / "attention.png"))
             if "trace" not in wanted and "neurons" not in wanted:
                 return
             page.click("#tabs button[data-view=trace]")
