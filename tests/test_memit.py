@@ -152,3 +152,36 @@ def test_alphaedit_with_no_null_space_is_an_error() -> None:
     with pytest.raises(FactscopeError, match="null space is empty"):
         apply_memit(lm, [EditRequest(PROMPT, "the sport of", "plays")], 2, TINY,
                     method="alphaedit", stats=stats)  # fmt: skip
+
+
+def test_post_norm_inversion_moves_the_output_by_r_and_survives_zero_norm_weights() -> None:
+    """MEMIT's share r is an MLP-output change; through Gemma's post-norm o = g·y/rms(y) it is
+    inverted to a down_proj change. Norm weights of exactly 0 (gemma-3-270m has them) leave
+    that output coordinate at 0 whatever y is, and must not divide by zero."""
+    from factscope.edit.handle import mlp_of
+    from factscope.edit.memit import _down_proj_targets
+
+    lm = tiny_lm("gemma3", seed=2)
+    norm = mlp_of(lm.model, 1).post_norm
+    assert norm is not None
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(0))
+        norm.weight[:3] = 0.0
+    g = norm.weight.detach().double()
+    gen = torch.Generator().manual_seed(1)
+    y = torch.randn(2, g.shape[0], generator=gen, dtype=torch.float64)
+
+    def out(pre: torch.Tensor) -> torch.Tensor:
+        return g * pre / pre.pow(2).mean(-1, keepdim=True).sqrt()
+
+    o = out(y)
+    unchanged = _down_proj_targets(lm.model, 1, y, o, torch.zeros_like(o))
+    torch.testing.assert_close(unchanged, torch.zeros_like(y), atol=1e-12, rtol=0)
+    r = 0.1 * torch.randn(2, g.shape[0], generator=gen, dtype=torch.float64)
+    r[:, :3] = 0.0  # nothing can move the dead coordinates
+    change = _down_proj_targets(lm.model, 1, y, o, r)
+    assert torch.isfinite(change).all()
+    moved = out(y + change)
+    # the norm fixes the size: the direction of o + r is reached exactly
+    cos = torch.nn.functional.cosine_similarity(moved, o + r, dim=-1)
+    torch.testing.assert_close(cos, torch.ones(2, dtype=torch.float64))

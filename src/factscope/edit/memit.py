@@ -273,16 +273,22 @@ def _down_proj_targets(model: Transformer, layer: int, y: Tensor, o: Tensor, r: 
     """The change of down_proj's output that moves the MLP output o by r, (n, D).
 
     Without a post-norm that is r itself. With Gemma's post-norm o = g · y / rms(y), the
-    norm is inverted: y' = rms(y) · (o + r)/g / rms((o + r)/g), and the change is y' − y."""
+    norm is inverted: y' = rms(y) · (o + r)/g / rms((o + r)/g), and the change is y' − y.
+    Where g is 0 (gemma-3-270m's post-norms of layers 3 and 4 have exact zeros) the output is
+    0 whatever y is: those coordinates keep their current value y / rms(y) instead of
+    dividing by zero."""
     norm = mlp_of(model, layer).post_norm
     if norm is None:
         return r
     g = norm.weight.detach().double()
     y, o, r = y.double(), o.double(), r.double()
-    want = (o + r) / g  # (n, D) direction of the wanted pre-norm vector
 
     def rms(x: Tensor) -> Tensor:
         return x.pow(2).mean(-1, keepdim=True).sqrt()
+
+    dead = g.abs() <= 1e-9 * g.abs().max()  # (D,) coordinates the norm always zeroes
+    safe_g = torch.where(dead, torch.ones_like(g), g)
+    want = torch.where(dead, y / rms(y), (o + r) / safe_g)  # (n, D) the wanted direction
 
     return rms(y) * want / rms(want) - y
 
