@@ -163,3 +163,11 @@ def test_numpy_arrays_are_stored_beside_the_records(tmp_path: Path) -> None:
     assert records[2]["arrays"] == "arrays/n__0002.npz" and records[2]["array_keys"] == ["acts"]
     np.testing.assert_array_equal(load_arrays(tmp_path, records[2])["acts"], np.full((2, 3), 2))
     assert load_arrays(tmp_path, {"id": "none"}) == {}
+
+
+def test_meta_with_tuples_resumes(tmp_path: Path) -> None:
+    """Hyperparameters hold tuples; run.json holds lists: the same options must still resume."""
+    meta = {**META, "hparams": {"context_template_lengths": ((5, 10), (10, 10))}}
+    first = run_sweep(tmp_path / "run", items(3), work, meta=meta, progress=False)
+    again = run_sweep(tmp_path / "run", items(3), work, meta=meta, progress=False)
+    assert again == first

@@ -149,6 +149,7 @@ def open_run(run_dir: Path, meta: dict[str, Any], force: bool = False) -> list[R
         raise FactscopeError(f"run directory {run_dir} is a file; give a folder")
     run_file, records_file = run_dir / RUN_FILE, run_dir / RECORDS_FILE
     meta = {**meta, "code_version": meta.get("code_version") or code_version()}
+    meta = json.loads(json.dumps(meta))  # as run.json holds it: tuples become lists
     if run_file.exists() and not force:
         try:
             old = json.loads(run_file.read_text(encoding="utf-8"))
