@@ -342,13 +342,15 @@ def run_edit_eval(
         )
         done_ids: list[str] = saved["done"] if saved else []
         state = saved.get("state") if saved else None
+        # the model arrives unedited (and leaves so): its weights are the originals, also
+        # when resuming, so the checkpoint holds only the changed layers
+        originals = {
+            l: mlp_of(lm.model, l).down_proj.weight.detach().clone() for l in range(lm.cfg.n_layers)
+        }
         if saved:
             with torch.no_grad():
                 for l, w in saved["weights"].items():
                     mlp_of(lm.model, l).down_proj.weight.copy_(w)
-        originals = {
-            l: mlp_of(lm.model, l).down_proj.weight.detach().clone() for l in range(lm.cfg.n_layers)
-        } if not saved else saved["originals"]  # fmt: skip
         todo = [r for r in facts if r.id not in set(done_ids)]
         chunks = (
             [todo[i : i + 1] for i in range(len(todo))] if sequential else [todo] if todo else []
@@ -376,8 +378,7 @@ def run_edit_eval(
             changed = {
                 l: w.clone() for l, w in enumerate(weights) if not torch.equal(w, originals[l])
             }
-            torch.save({"done": done_ids, "weights": changed, "state": state,
-                        "originals": originals}, checkpoint)  # fmt: skip
+            torch.save({"done": done_ids, "weights": changed, "state": state}, checkpoint)
         post_records = run_sweep(
             run_dir / "post", facts, lambda r: {"id": r.id, "post": _score(lm, r, fluency_tokens)},
             meta=meta, force=force, progress=progress, desc="scoring after",
