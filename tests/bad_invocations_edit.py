@@ -39,4 +39,15 @@ ROWS: list[tuple[list[str], str]] = [
         [*EDIT, "--new", "golf", "--nullspace-energy", "-0.1"],
         "--nullspace-energy must be at least 0",
     ),
+    ([*EDIT, "--new", "golf", "--clamp", "0"], "--clamp must be at least 0.01"),
+    ([*EVAL, "--clamp", "-1"], "--clamp must be at least 0.01"),
+    (
+        [*EDIT, "--new", "golf", "--mom2-update-weight", "0"],
+        "--mom2-update-weight must be at least",
+    ),
+    ([*EVAL, "--mom2-update-weight", "-5"], "--mom2-update-weight must be at least"),
+    (
+        [*EDIT, "--new", "golf", "--mom2-update-weight", "2000"],
+        "--mom2-update-weight is MEMIT's and AlphaEdit's",
+    ),
 ]

@@ -59,3 +59,21 @@ def test_edit_prints_before_after_saves_and_the_saved_model_reloads(
     assert "edit" in json.dumps(meta)
     # --save onto the existing folder is refused without --force
     assert main(args) == 2
+
+
+def test_edit_clamp_and_lambda_flags_reach_the_memit_edit(
+    tiny_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """--clamp and --mom2-update-weight set the hyperparameters the edit ran with, and the
+    result reports each layer's reach of its wanted output change (the post-norm map)."""
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    args = ["edit", PROMPT, "--subject", "the sport of", "--new", "plays", "--layer", "2",
+            "--method", "memit", "--identity-stats", "--clamp", "2.5",
+            "--mom2-update-weight", "3.0", "--model", str(tiny_gguf), "--json"]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    result = data["edit"]["edits"][0]
+    assert result["hparams"]["clamp_norm_factor"] == 2.5
+    assert result["hparams"]["mom2_update_weight"] == 3.0
+    assert len(result["reached"]) == len(result["layers"]) == len(result["rho"])

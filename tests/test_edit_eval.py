@@ -125,6 +125,21 @@ def test_sequential_batch_editors_restore_the_model_and_resume(method: str, tmp_
     assert saved["done"] == ["tiny/0", "tiny/1"] and sorted(saved["weights"]) == [1, 2]
     if method == "alphaedit":
         assert saved["state"].n_edits == 2
+    # each record carries what its edit did; the summary their means
+    for r in done:
+        e = r["edit"]
+        assert e["method"] == method and e["layers"] == [1, 2]
+        assert e["mom2_update_weight"] == 10.0
+        assert len(e["z_error"]) == len(e["reached"]) == len(e["error"]) == len(e["rho"]) == 2
+        assert all(x > 0 for x in e["z_error"])
+        if method == "alphaedit":
+            assert set(e["null_dims"]) == {"1", "2"} and set(e["null_energy"]) == {"1", "2"}
+    means = summary.to_dict()["edit"]
+    for key in ("z_error", "reached", "error", "rho"):
+        expected = [
+            (a + b) / 2 for a, b in zip(done[0]["edit"][key], done[1]["edit"][key], strict=True)
+        ]
+        assert means[key] == pytest.approx(expected)
 
 
 def test_known_neighbourhood_takes_other_known_facts_with_the_same_answer() -> None:

@@ -154,10 +154,78 @@ def test_alphaedit_with_no_null_space_is_an_error() -> None:
                     method="alphaedit", stats=stats)  # fmt: skip
 
 
-def test_post_norm_inversion_moves_the_output_by_r_and_survives_zero_norm_weights() -> None:
-    """MEMIT's share r is an MLP-output change; through Gemma's post-norm o = g·y/rms(y) it is
-    inverted to a down_proj change. Norm weights of exactly 0 (gemma-3-270m has them) leave
-    that output coordinate at 0 whatever y is, and must not divide by zero."""
+def _log_uniform_norm(D: int, seed: int) -> torch.Tensor:
+    """Post-norm weights spread log-uniformly over 1e-2 … 1e3, as uneven as gemma-3-270m's."""
+    u = torch.rand(D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return 10 ** (-2 + 5 * u)
+
+
+def _normed(g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return g * y / y.pow(2).mean(-1, keepdim=True).sqrt()
+
+
+def _reachable_change(g: torch.Tensor, y: torch.Tensor, size: float, seed: int) -> torch.Tensor:
+    """A change r of size `size`·‖o‖ with o + r on the norm's reach {g ⊙ v : ‖v‖² = D}."""
+    gen = torch.Generator().manual_seed(seed)
+    v0 = y / y.pow(2).mean(-1, keepdim=True).sqrt()
+    o = g * v0
+    w = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    w = w / (g * w).norm(dim=-1, keepdim=True) * size * o.norm(dim=-1, keepdim=True)
+    v = v0 + w
+    t = _normed(g, v)
+    r = t - o
+    return r * (size * o.norm(dim=-1, keepdim=True) / r.norm(dim=-1, keepdim=True))
+
+
+def test_nearest_reachable_output_reaches_a_reachable_target_through_an_uneven_post_norm() -> None:
+    """With norm weights log-uniform over 1e-2 … 1e3 and ‖r‖ = 0.02‖o‖: a reachable o + r is
+    reached (the first inversion, y' ∝ (o + r)/g, divided the output by ρ = rms((o + r)/g)
+    and missed random targets by ~48‖r‖); a random, unreachable o + r is never missed by
+    more than ‖r‖ (o itself is that close) and no other reachable output is nearer."""
+    from factscope.edit.postnorm import nearest_reachable
+
+    D, n = 256, 6
+    g = _log_uniform_norm(D, seed=0)
+    y = torch.randn(n, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    o = _normed(g, y)
+    for seed in range(3):  # reachable targets (re-scaled to ‖r‖ = 0.02‖o‖ along the sphere)
+        r = _reachable_change(g, y, 0.02, seed)
+        t = o + r
+        target = nearest_reachable(g, y, t)
+        achieved = _normed(g, target.y)
+        miss = (achieved - t).norm(dim=-1) / r.norm(dim=-1)
+        assert float(miss.max()) < 0.3, miss
+        torch.testing.assert_close(target.error, miss, rtol=1e-6, atol=1e-9)
+    # random targets: o + r mostly off the reach
+    r = torch.randn(n, D, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    r = r * 0.02 * o.norm(dim=-1, keepdim=True) / r.norm(dim=-1, keepdim=True)
+    t = o + r
+    target = nearest_reachable(g, y, t)
+    achieved = _normed(g, target.y)
+    miss = (achieved - t).norm(dim=-1)
+    assert bool((miss <= r.norm(dim=-1) * (1 + 1e-9)).all())
+    assert float(target.rho.min()) > 10  # how far off the reach the first inversion's ρ was
+    first = (o + r) / g
+    old = _normed(
+        g,
+        y.pow(2).mean(-1, keepdim=True).sqrt() * first / first.pow(2).mean(-1, keepdim=True).sqrt(),
+    )
+    assert float(((old - t).norm(dim=-1) / r.norm(dim=-1)).min()) > 10  # the first inversion
+    # optimality: projected gradient descent on the sphere from o finds nothing nearer
+    v = (y / y.pow(2).mean(-1, keepdim=True).sqrt()).clone().requires_grad_(True)
+    opt = torch.optim.Adam([v], lr=1e-2)
+    for _ in range(3000):
+        opt.zero_grad()
+        loss = (_normed(g, v) - t).pow(2).sum()
+        loss.backward()
+        opt.step()
+    assert bool(((_normed(g, v.detach()) - t).norm(dim=-1) >= miss * (1 - 1e-6)).all())
+
+
+def test_post_norm_target_keeps_zero_weight_coordinates_and_the_size_of_y() -> None:
+    """Norm weights of exactly 0 (gemma-3-270m has them at layers 3 and 4) leave that output
+    coordinate at 0 whatever y is: they must not divide by zero, nor move; no change asked
+    for means no change; the asked-for y keeps rms(y) (the norm ignores the scale)."""
     from factscope.edit.handle import mlp_of
     from factscope.edit.memit import _down_proj_targets
 
@@ -165,23 +233,62 @@ def test_post_norm_inversion_moves_the_output_by_r_and_survives_zero_norm_weight
     norm = mlp_of(lm.model, 1).post_norm
     assert norm is not None
     with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(0))
+        norm.weight.copy_(_log_uniform_norm(norm.weight.shape[0], seed=3).float())
         norm.weight[:3] = 0.0
     g = norm.weight.detach().double()
     gen = torch.Generator().manual_seed(1)
     y = torch.randn(2, g.shape[0], generator=gen, dtype=torch.float64)
-
-    def out(pre: torch.Tensor) -> torch.Tensor:
-        return g * pre / pre.pow(2).mean(-1, keepdim=True).sqrt()
-
-    o = out(y)
-    unchanged = _down_proj_targets(lm.model, 1, y, o, torch.zeros_like(o))
-    torch.testing.assert_close(unchanged, torch.zeros_like(y), atol=1e-12, rtol=0)
-    r = 0.1 * torch.randn(2, g.shape[0], generator=gen, dtype=torch.float64)
-    r[:, :3] = 0.0  # nothing can move the dead coordinates
-    change = _down_proj_targets(lm.model, 1, y, o, r)
+    o = _normed(g, y)
+    unchanged, rho = _down_proj_targets(lm.model, 1, y, o, torch.zeros_like(o))
+    torch.testing.assert_close(
+        unchanged, torch.zeros_like(y), atol=1e-9 * float(y.abs().max()), rtol=0
+    )
+    torch.testing.assert_close(rho, torch.ones(2, dtype=torch.float64))
+    r = (
+        0.02
+        * o.norm(dim=-1, keepdim=True)
+        * torch.randn(2, g.shape[0], generator=gen, dtype=torch.float64)
+    )
+    r = r / r.norm(dim=-1, keepdim=True)
+    change, _ = _down_proj_targets(lm.model, 1, y, o, r)
     assert torch.isfinite(change).all()
-    moved = out(y + change)
-    # the norm fixes the size: the direction of o + r is reached exactly
-    cos = torch.nn.functional.cosine_similarity(moved, o + r, dim=-1)
-    torch.testing.assert_close(cos, torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(change[:, :3], torch.zeros(2, 3, dtype=torch.float64))
+    new = y + change
+    torch.testing.assert_close(new.pow(2).mean(-1), y.pow(2).mean(-1))
+    assert bool(((_normed(g, new) - o - r).norm(dim=-1) <= r.norm(dim=-1)).all())
+
+
+def test_memit_through_an_uneven_post_norm_raises_a_batch_and_records_its_reach() -> None:
+    """End to end on a tiny Gemma-style model (post-norms) with uneven post-MLP weights
+    (log-uniform over 0.1 … 10): MEMIT writes a batch of facts, every layer's update moves
+    each fact's MLP output nearer to its wanted o + r, and the result records it. The first
+    inversion (y' ∝ (o + r)/g) left p(new) where it was (×1.3 and ×0.6 on these facts) and
+    moved the outputs no nearer (error 1.04, 1.02)."""
+    from factscope.edit.handle import mlp_of
+
+    lm = tiny_lm("gemma3", seed=1)
+    with torch.no_grad():
+        for l in (1, 2):
+            norm = mlp_of(lm.model, l).post_norm
+            assert norm is not None
+            u = torch.rand(norm.weight.shape[0], generator=torch.Generator().manual_seed(l))
+            norm.weight.copy_(10 ** (-1 + 2 * u))
+    prompts = [PROMPT, "Fact Jordan plays the sport of"]
+    news = ["plays", "Michael"]
+    requests = [EditRequest(p, "the sport of", n) for p, n in zip(prompts, news, strict=True)]
+    before = [p_answer(lm, p, n) for p, n in zip(prompts, news, strict=True)]
+    hp = MEMITHyperParams(
+        v_weight_decay=1e-3, v_num_grad_steps=30, clamp_norm_factor=50, n_layers=2,
+        mom2_update_weight=0.1,
+    )  # fmt: skip
+    handle = edit(lm, requests, "memit", layer=2, hparams=hp, stats=tiny_stats(lm, [1, 2]))
+    after = [p_answer(lm, p, n) for p, n in zip(prompts, news, strict=True)]
+    assert all(a > 10 * b for a, b in zip(after, before, strict=True)), (before, after)
+    result = handle.results[0]
+    for i in range(len(requests)):
+        report = result.fact_report(i)
+        assert len(report["reached"]) == len(report["error"]) == len(report["rho"]) == 2
+        assert all(e < 0.95 for e in report["error"]), report
+        assert all(r > 1 for r in report["rho"])  # these targets lie off the norm's reach
+    assert result.to_dict()["error"] == [sum(e) / len(e) for e in result.error]
+    handle.undo()

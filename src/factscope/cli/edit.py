@@ -61,6 +61,23 @@ NullEnergyOpt = Annotated[
         "(chosen per layer) instead of the authors' absolute eigenvalue threshold 2e-2.",
     ),
 ]
+ClampOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--clamp",
+        min=0.01,
+        help="‖δ‖ at most this many times its starting vector's norm (default: the authors', "
+        "ROME 4, MEMIT/AlphaEdit 0.75).",
+    ),
+]
+LambdaOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--mom2-update-weight",
+        min=1e-6,
+        help="MEMIT's λ in ΔW = R Kᵀ (λ C + K Kᵀ)⁻¹ (default: the authors' 20,000).",
+    ),
+]
 TraceOpt = Annotated[
     str,
     typer.Option(
@@ -78,18 +95,30 @@ def _hparams(
     tokens: int,
     identity: bool,
     nullspace_energy: float | None = None,
+    clamp: float | None = None,
+    mom2_update_weight: float | None = None,
 ) -> Any:
+    import dataclasses
+
     from factscope.edit.memit import MEMITHyperParams
     from factscope.edit.rome import ROMEHyperParams
 
     if method == "rome":
-        return ROMEHyperParams(
+        if mom2_update_weight is not None:
+            raise FactscopeError("--mom2-update-weight is MEMIT's and AlphaEdit's; ROME has no λ")
+        rome = ROMEHyperParams(
             layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity
         )
-    return MEMITHyperParams(
+        return rome if clamp is None else dataclasses.replace(rome, clamp_norm_factor=clamp)
+    hp = MEMITHyperParams(
         layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity,
         nullspace_energy=nullspace_energy,
     )  # fmt: skip
+    if clamp is not None:
+        hp = dataclasses.replace(hp, clamp_norm_factor=clamp)
+    if mom2_update_weight is not None:
+        hp = dataclasses.replace(hp, mom2_update_weight=mom2_update_weight)
+    return hp
 
 
 def _default_layer(lm: Any, request: Any, trace: str) -> int:
@@ -140,6 +169,8 @@ def edit_command(
     stats_tokens: StatsTokensOpt = 100_000,
     identity_stats: IdentityOpt = False,
     nullspace_energy: NullEnergyOpt = None,
+    clamp: ClampOpt = None,
+    mom2_update_weight: LambdaOpt = None,
     trace: TraceOpt = "approx",
     out_dir: OutOpt = None,
     model: ModelOpt = "gemma-3-270m",
@@ -159,6 +190,7 @@ def edit_command(
     from factscope.report.edit_html import edit_report
 
     check_method(method)
+    _hparams(method, None, corpus, stats_tokens, identity_stats, None, clamp, mom2_update_weight)
     request = EditRequest(prompt, subject, new, old)
     request.check()
     if save is not None and save.exists() and not force:
@@ -203,7 +235,16 @@ def edit_command(
         return probs, tops
 
     before, top_before = snapshot()
-    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats, nullspace_energy)
+    hp = _hparams(
+        method,
+        chosen,
+        corpus,
+        stats_tokens,
+        identity_stats,
+        nullspace_energy,
+        clamp,
+        mom2_update_weight,
+    )
     with status(f"{method} edit of layer {chosen} (statistics are computed once, then cached) ..."):
         handle = edit(lm, request, method, chosen, hparams=hp, progress=True)
     after, top_after = snapshot()
@@ -266,6 +307,8 @@ def edit_eval_command(
     stats_tokens: StatsTokensOpt = 100_000,
     identity_stats: IdentityOpt = False,
     nullspace_energy: NullEnergyOpt = None,
+    clamp: ClampOpt = None,
+    mom2_update_weight: LambdaOpt = None,
     trace: TraceOpt = "approx",
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
@@ -285,6 +328,7 @@ def edit_eval_command(
     from factscope.study.datasets import load_dataset
 
     check_method(method)
+    _hparams(method, None, corpus, stats_tokens, identity_stats, None, clamp, mom2_update_weight)
     data = load_dataset(dataset)
     if not identity_stats and corpus != "self":
         load_corpus(corpus)
@@ -301,7 +345,16 @@ def edit_eval_command(
         raise FactscopeError(
             f"layer {chosen} is out of range; this model has layers 0..{lm.cfg.n_layers - 1}"
         )
-    hp = _hparams(method, chosen, corpus, stats_tokens, identity_stats, nullspace_energy)
+    hp = _hparams(
+        method,
+        chosen,
+        corpus,
+        stats_tokens,
+        identity_stats,
+        nullspace_energy,
+        clamp,
+        mom2_update_weight,
+    )
     layers = [chosen] if method == "rome" else edit_layers(chosen, hp.n_layers)
     stats = (
         {l: identity(lm.model, l) for l in layers}

@@ -26,7 +26,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -196,6 +196,7 @@ class EvaluationSummary:
     fluency_post: float | None
     perplexity_pre: float | None
     perplexity_post: float | None
+    edit: dict[str, Any] = field(default_factory=dict)  # edit_means: reach, ρ, λ, null space
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -342,6 +343,7 @@ def run_edit_eval(
         )
         done_ids: list[str] = saved["done"] if saved else []
         state = saved.get("state") if saved else None
+        reports: dict[str, Any] = dict(saved.get("reports", {})) if saved else {}
         # the model arrives unedited (and leaves so): its weights are the originals, also
         # when resuming, so the checkpoint holds only the changed layers
         originals = {
@@ -360,7 +362,9 @@ def run_edit_eval(
         for chunk in tqdm(chunks, desc="editing", disable=not progress or len(chunks) < 2):
             requests = [fact_request(r) for r in chunk]
             if method == "rome":
-                edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
+                handle = edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
+                for r, res in zip(chunk, handle.results, strict=False):
+                    reports[r.id] = res.to_dict()
             else:
                 from factscope.edit.memit import AlphaEditState, MEMITHyperParams, apply_memit
 
@@ -369,8 +373,10 @@ def run_edit_eval(
                     state = AlphaEditState.from_stats(
                         stats, hp.nullspace_threshold, hp.nullspace_energy
                     )
-                apply_memit(lm, requests, layer, hp, method=method, stats=stats,
+                handle = apply_memit(lm, requests, layer, hp, method=method, stats=stats,
                                      state=state, progress=progress)  # fmt: skip
+                for i, r in enumerate(chunk):
+                    reports[r.id] = handle.results[0].fact_report(i)
             done_ids += [r.id for r in chunk]
             weights = [
                 mlp_of(lm.model, l).down_proj.weight.detach() for l in range(lm.cfg.n_layers)
@@ -378,7 +384,10 @@ def run_edit_eval(
             changed = {
                 l: w.clone() for l, w in enumerate(weights) if not torch.equal(w, originals[l])
             }
-            torch.save({"done": done_ids, "weights": changed, "state": state}, checkpoint)
+            torch.save(
+                {"done": done_ids, "weights": changed, "state": state, "reports": reports},
+                checkpoint,
+            )
         post_records = run_sweep(
             run_dir / "post", facts, lambda r: {"id": r.id, "post": _score(lm, r, fluency_tokens)},
             meta=meta, force=force, progress=progress, desc="scoring after",
@@ -388,7 +397,11 @@ def run_edit_eval(
             for l, w in originals.items():
                 mlp_of(lm.model, l).down_proj.weight.copy_(w)
         pre_by_id = {r["id"]: r["pre"] for r in pre_records}
-        done = [{"id": r["id"], "pre": pre_by_id[r["id"]], "post": r["post"]} for r in post_records]
+        done = [
+            {"id": r["id"], "pre": pre_by_id[r["id"]], "post": r["post"],
+             **({"edit": reports[r["id"]]} if r["id"] in reports else {})}
+            for r in post_records
+        ]  # fmt: skip
 
     if method == "rome" and not sequential:
         # independent edits: drift of the model with each edit is the mean over facts; we
@@ -402,9 +415,28 @@ def run_edit_eval(
         pre=summarise(done, "pre"), post=summarise(done, "post"),
         fluency_pre=_mean_of(done, "pre", "fluency"),
         fluency_post=_mean_of(done, "post", "fluency"),
-        perplexity_pre=ppl_pre, perplexity_post=ppl_post,
+        perplexity_pre=ppl_pre, perplexity_post=ppl_post, edit=edit_means(done),
     )  # fmt: skip
     return done, summary
+
+
+EDIT_MEASURES = ("z_error", "rho", "reached", "error")
+
+
+def edit_means(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means over facts of what the edits record per layer (MEMIT / AlphaEdit: ‖R‖ before
+    each layer's update, ρ, the reached share and error of the wanted output change), with
+    λ and the null space; {} when the records carry none."""
+    edits = [r["edit"] for r in records if "edit" in r and "reached" in r["edit"]]
+    if not edits:
+        return {}
+    out: dict[str, Any] = {"layers": edits[0]["layers"]}
+    for key in EDIT_MEASURES:
+        rows = [e[key] for e in edits]
+        out[key] = [sum(col) / len(col) for col in zip(*rows, strict=True)]
+    for key in ("mom2_update_weight", "null_dims", "null_energy"):
+        out[key] = edits[-1].get(key)
+    return out
 
 
 def _rome_drift(

@@ -20,10 +20,12 @@ editing) are kept in the solve through their running sum K_p K_pᵀ:
     ΔW = R Kᵀ P (K Kᵀ P + K_p K_pᵀ P + α I)⁻¹     (α = `L2`, authors: 10)
 
 Gemma's post-MLP norm: a layer's share r is a change of the MLP *output*, after the
-RMSNorm. It is turned into a change of the down_proj output by inverting the norm at the
-fact's bare-prompt key: y' = rms(y) · (o + r) / (g · rms((o + r)/g)), with o = g · y/rms(y)
-the current output. The norm fixes the output's size, so only the direction of o + r is
-reachable; the small remainder is left to the next layers, which recompute R.
+RMSNorm, and the norm can produce only the outputs {g ⊙ v : ‖v‖² = D}. The wanted output
+o + r is replaced by the nearest output the norm can produce, and that is turned into a
+change of down_proj's output (`postnorm.nearest_reachable`, derived there); what is still
+missing is left to the next layers, which recompute R. Each result records, per layer, how
+far o + r lay off the norm's reach (ρ) and how much of r the update achieved at the facts'
+bare prompts (`reached` = ‖o' − o‖/‖r‖, `error` = ‖o' − (o + r)‖/‖r‖).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch
 from torch import Tensor
 
 from factscope.edit.handle import EditHandle, mlp_of
+from factscope.edit.postnorm import nearest_reachable
 from factscope.edit.rome import (
     EditRequest,
     PromptBatch,
@@ -176,6 +179,28 @@ class MEMITResult:
     null_dims: dict[int, int]
     hparams: MEMITHyperParams
     null_energy: dict[int, float] = field(default_factory=dict)
+    # per layer, per fact: ‖R‖ before the layer's update, ρ, and the share of the layer's
+    # wanted output change r achieved at the bare prompt (reached, error: see the docstring)
+    fact_z_error: list[list[float]] = field(default_factory=list)
+    rho: list[list[float]] = field(default_factory=list)
+    reached: list[list[float]] = field(default_factory=list)
+    error: list[list[float]] = field(default_factory=list)
+
+    def fact_report(self, i: int) -> dict[str, Any]:
+        """What the batch did for its i-th fact: per layer (in `layers` order) its ‖R‖, ρ
+        and the reached share and error of its wanted output change, with λ and the
+        null space."""
+        return {
+            "method": self.method,
+            "layers": self.layers,
+            "mom2_update_weight": self.hparams.mom2_update_weight,
+            "z_error": [zs[i] for zs in self.fact_z_error],
+            "rho": [r[i] for r in self.rho],
+            "reached": [r[i] for r in self.reached],
+            "error": [e[i] for e in self.error],
+            "null_dims": {str(k): v for k, v in self.null_dims.items()},
+            "null_energy": {str(k): v for k, v in self.null_energy.items()},
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +212,9 @@ class MEMITResult:
             "update_norms": self.update_norms,
             "null_dims": {str(k): v for k, v in self.null_dims.items()},
             "null_energy": {str(k): v for k, v in self.null_energy.items()},
+            "rho": [_mean(r) for r in self.rho],
+            "reached": [_mean(r) for r in self.reached],
+            "error": [_mean(e) for e in self.error],
             "hparams": self.hparams.to_dict(),
         }
 
@@ -269,28 +297,43 @@ def _bare_states(
     return torch.stack(ys), torch.stack(outs), torch.stack(hs)
 
 
-def _down_proj_targets(model: Transformer, layer: int, y: Tensor, o: Tensor, r: Tensor) -> Tensor:
-    """The change of down_proj's output that moves the MLP output o by r, (n, D).
+def _down_proj_targets(
+    model: Transformer, layer: int, y: Tensor, o: Tensor, r: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The change of down_proj's output (n, D) that moves the MLP output o as near to o + r
+    as the layer can, and ρ per fact (n,) (1 without a post-norm).
 
-    Without a post-norm that is r itself. With Gemma's post-norm o = g · y / rms(y), the
-    norm is inverted: y' = rms(y) · (o + r)/g / rms((o + r)/g), and the change is y' − y.
-    Where g is 0 (gemma-3-270m's post-norms of layers 3 and 4 have exact zeros) the output is
-    0 whatever y is: those coordinates keep their current value y / rms(y) instead of
-    dividing by zero."""
+    Without a post-norm that is r itself. With Gemma's post-norm o = g ⊙ y / rms(y), it is
+    y' − y for the down_proj output y' whose normed value is the reachable output nearest
+    to o + r (`postnorm.nearest_reachable`; coordinates where g is 0 keep their value)."""
     norm = mlp_of(model, layer).post_norm
     if norm is None:
-        return r
-    g = norm.weight.detach().double()
-    y, o, r = y.double(), o.double(), r.double()
+        return r.double(), torch.ones(r.shape[0], dtype=torch.float64)
+    target = nearest_reachable(norm.weight, y, o.double() + r.double())
+    return target.y - y.double(), target.rho
 
-    def rms(x: Tensor) -> Tensor:
-        return x.pow(2).mean(-1, keepdim=True).sqrt()
 
-    dead = g.abs() <= 1e-9 * g.abs().max()  # (D,) coordinates the norm always zeroes
-    safe_g = torch.where(dead, torch.ones_like(g), g)
-    want = torch.where(dead, y / rms(y), (o + r) / safe_g)  # (n, D) the wanted direction
+@torch.no_grad()
+def _mlp_outputs(model: Transformer, batches: list[PromptBatch], layer: int) -> Tensor:
+    """The MLP output of `layer` at each fact's bare prompt, subject's last token, (n, D)."""
+    outs = []
+    site = f"blocks.{layer}.mlp.out"
+    cache: dict[str, Tensor] = {}
 
-    return rms(y) * want / rms(want) - y
+    def record(x: Tensor, name: str) -> None:
+        cache[name] = x
+
+    for b in batches:
+        tokens = b.tokens[:1, : b.lengths[0]]
+        positions = torch.arange(tokens.shape[1], device=model.device)
+        with hooks(model, {site: record}):
+            model.run_blocks(model.embed_tokens(tokens), positions, stop=layer + 1)
+        outs.append(cache[site][0, int(b.lookup[0])])
+    return torch.stack(outs)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def apply_memit(
@@ -369,6 +412,7 @@ def apply_memit(
 
     handle = EditHandle.begin(model, method, layers)
     z_error, update_norms = [], []
+    fact_z_error, rhos, reached, errors = [], [], [], []
     try:
         for i, layer in enumerate(layers):
             # keys: mean over the bare prompt and the mean over the prefixed prompts
@@ -376,7 +420,10 @@ def apply_memit(
             y, o, h = _bare_states(model, batches, layer, z_layer)
             R = z - h.double()  # (n, D) still missing at the last edit layer
             z_error.append(float(R.norm(dim=1).mean()))
-            share = _down_proj_targets(model, layer, y, o, R / (len(layers) - i))  # (n, D)
+            fact_z_error.append(R.norm(dim=1).tolist())
+            r = R / (len(layers) - i)  # (n, D) this layer's share of the missing change
+            share, rho = _down_proj_targets(model, layer, y, o, r)  # (n, D), (n,)
+            rhos.append(rho.tolist())
             if method == "memit":
                 delta = memit_update(K, share.T, stats[layer].moment, hparams.mom2_update_weight)
             else:
@@ -386,6 +433,10 @@ def apply_memit(
                 )
             update_norms.append(float(delta.norm()))
             handle.add_delta(layer, delta)
+            achieved = _mlp_outputs(model, batches, layer).double()  # (n, D) after the update
+            size = r.norm(dim=1).clamp(min=1e-300)
+            reached.append(((achieved - o.double()).norm(dim=1) / size).tolist())
+            errors.append(((achieved - o.double() - r).norm(dim=1) / size).tolist())
         if method == "alphaedit":
             assert state is not None
             for layer in layers:  # remember the edited facts' keys (after the update)
@@ -400,7 +451,7 @@ def apply_memit(
     handle.results.append(
         MEMITResult(
             method, list(requests), layers, z_losses, z_error, update_norms, null_dims, hparams,
-            null_energy,
+            null_energy, fact_z_error, rhos, reached, errors,
         )
     )  # fmt: skip
     return handle
