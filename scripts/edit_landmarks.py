@@ -1,0 +1,88 @@
+"""MEMIT and AlphaEdit on a dozen landmark -> city facts that are not in the packaged data.
+
+Usage: python scripts/edit_landmarks.py [OUT_DIR] [--identity-stats] [--layer L]
+
+For each landmark the model names its city top-1 (the facts it knows), the batch moves every
+one to another known landmark's city. ES: p(new) > p(old) on the prompt; PS: on the
+paraphrases; both in percent, as CounterFact. The result also holds, per layer, the edit's
+‖R‖ (z_error), ρ and the share of each wanted output change reached (edit/memit.py), and it
+is written to OUT_DIR/result.json (default docs/results/edit-landmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+LANDMARKS = [
+    ("The Eiffel Tower", "Paris"), ("The Colosseum", "Rome"), ("Big Ben", "London"),
+    ("The Brandenburg Gate", "Berlin"), ("The Sagrada Familia", "Barcelona"),
+    ("The Golden Gate Bridge", "San Francisco"), ("The Kremlin", "Moscow"),
+    ("The Acropolis", "Athens"), ("The Forbidden City", "Beijing"),
+    ("The Space Needle", "Seattle"), ("The Sydney Opera House", "Sydney"),
+    ("The CN Tower", "Toronto"), ("The Burj Khalifa", "Dubai"), ("The Taj Mahal", "Agra"),
+    ("The Statue of Liberty", "New York"), ("The Rialto Bridge", "Venice"),
+    ("The Little Mermaid statue", "Copenhagen"), ("The Atomium", "Brussels"),
+]  # fmt: skip
+PROMPT = "{} is located in the city of"
+PARAPHRASES = ("{} can be found in the city of", "You can visit {} in the city of")
+
+
+def main(argv: list[str]) -> int:
+    from factscope.edit import EditRequest
+    from factscope.edit.evaluate import answer_probabilities
+    from factscope.edit.memit import MEMITHyperParams, apply_memit
+    from factscope.load import load_model
+    from factscope.predict import predict_next
+
+    out = Path(next((a for a in argv if not a.startswith("--")), "docs/results/edit-landmarks"))
+    identity = "--identity-stats" in argv
+    layer = int(argv[argv.index("--layer") + 1]) if "--layer" in argv else 6
+    lm = load_model("gemma-3-270m")
+    known = []
+    for subject, city in LANDMARKS:
+        top = predict_next(lm, PROMPT.format(subject), top_k=1).candidates[0].token.strip()
+        if city.startswith(top) and top:
+            known.append((subject, city))
+    cities = [c for _, c in known]
+    requests = [
+        EditRequest(PROMPT.format(s), s, cities[(i + 1) % len(cities)], c)
+        for i, (s, c) in enumerate(known)
+    ]
+    result: dict[str, object] = {"model": lm.name, "layer": layer, "identity_stats": identity,
+                                 "known": [s for s, _ in known], "methods": {}}  # fmt: skip
+    for method in ("memit", "alphaedit"):
+        hp = MEMITHyperParams(mom2_adjustment=not identity)
+        if method == "alphaedit":
+            hp = MEMITHyperParams(mom2_adjustment=not identity, nullspace_energy=0.02)
+        start = time.perf_counter()
+        handle = apply_memit(lm, requests, layer, hp, method=method, progress=True)
+        seconds = time.perf_counter() - start
+        try:
+            rows = []
+            for r in requests:
+                prompts = [r.prompt, *(p.format(r.subject) for p in PARAPHRASES)]
+                probs = answer_probabilities(lm, prompts, [r.new, r.old or ""])
+                rows.append({"subject": r.subject, "new": r.new, "old": r.old, "probs": probs})
+        finally:
+            handle.undo()
+        es = 100 * sum(row["probs"][0][0] > row["probs"][0][1] for row in rows) / len(rows)
+        ps_hits = [p[0] > p[1] for row in rows for p in row["probs"][1:]]
+        ps = 100 * sum(ps_hits) / len(ps_hits)
+        edit = handle.results[0].to_dict()
+        result["methods"][method] = {  # type: ignore[index]
+            "ES": es, "PS": ps, "seconds": seconds, "rows": rows, "edit": edit,
+            "facts": [handle.results[0].fact_report(i) for i in range(len(requests))],
+        }  # fmt: skip
+        print(f"{method}: ES {es:.1f} PS {ps:.1f} ({len(rows)} facts, {seconds:.0f} s); "
+              f"reached {[round(x, 2) for x in edit['reached']]}, "
+              f"rho {[round(x, 2) for x in edit['rho']]}")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
