@@ -1,6 +1,12 @@
 """MEMIT and AlphaEdit on a dozen landmark -> city facts that are not in the packaged data.
 
 Usage: python scripts/edit_landmarks.py [OUT_DIR] [--identity-stats] [--layer L]
+           [--runs memit,alphaedit,alphaedit-energy,memit-first-inversion]
+
+alphaedit uses the authors' absolute null-space threshold 2e-2; alphaedit-energy the null space
+holding 2% of tr C (`--nullspace-energy 0.02`); memit-first-inversion is MEMIT with the
+post-norm inversion this project used before (y' ∝ (o + r)/g, `first_inversion` below), for
+comparison on the same facts.
 
 For each landmark the model names its city top-1 (the facts it knows), the batch moves every
 one to another known landmark's city. ES: p(new) > p(old) on the prompt; PS: on the
@@ -30,6 +36,23 @@ PROMPT = "{} is located in the city of"
 PARAPHRASES = ("{} can be found in the city of", "You can visit {} in the city of")
 
 
+def first_inversion(model, layer, y, o, r):  # type: ignore[no-untyped-def]
+    """The replaced map: y' = rms(y) · ((o + r)/g) / rms((o + r)/g) (dead coordinates kept)."""
+    import torch
+
+    from factscope.edit.handle import mlp_of
+
+    g = mlp_of(model, layer).post_norm.weight.detach().double()
+    y, o, r = y.double(), o.double(), r.double()
+
+    def rms(x: torch.Tensor) -> torch.Tensor:
+        return x.pow(2).mean(-1, keepdim=True).sqrt()
+
+    dead = g.abs() <= 1e-9 * g.abs().max()
+    want = torch.where(dead, y / rms(y), (o + r) / torch.where(dead, torch.ones_like(g), g))
+    return rms(y) * want / rms(want) - y, rms(want)[:, 0]
+
+
 def main(argv: list[str]) -> int:
     from factscope.edit import EditRequest
     from factscope.edit.evaluate import answer_probabilities
@@ -43,7 +66,7 @@ def main(argv: list[str]) -> int:
     lm = load_model("gemma-3-270m")
     known = []
     for subject, city in LANDMARKS:
-        top = predict_next(lm, PROMPT.format(subject), top_k=1).candidates[0].token.strip()
+        top = predict_next(lm, PROMPT.format(subject), top_k=1).top[0].token.strip()
         if city.startswith(top) and top:
             known.append((subject, city))
     cities = [c for _, c in known]
@@ -53,13 +76,23 @@ def main(argv: list[str]) -> int:
     ]
     result: dict[str, object] = {"model": lm.name, "layer": layer, "identity_stats": identity,
                                  "known": [s for s, _ in known], "methods": {}}  # fmt: skip
-    for method in ("memit", "alphaedit"):
-        hp = MEMITHyperParams(mom2_adjustment=not identity)
-        if method == "alphaedit":
-            hp = MEMITHyperParams(mom2_adjustment=not identity, nullspace_energy=0.02)
+    import factscope.edit.memit as memit_module
+
+    runs = argv[argv.index("--runs") + 1].split(",") if "--runs" in argv else ["memit", "alphaedit"]
+    new_map = memit_module._down_proj_targets
+    for run in runs:
+        method = "alphaedit" if run.startswith("alphaedit") else "memit"
+        hp = MEMITHyperParams(
+            mom2_adjustment=not identity,
+            nullspace_energy=0.02 if run == "alphaedit-energy" else None,
+        )
+        memit_module._down_proj_targets = (
+            first_inversion if run == "memit-first-inversion" else new_map
+        )
         start = time.perf_counter()
         handle = apply_memit(lm, requests, layer, hp, method=method, progress=True)
         seconds = time.perf_counter() - start
+        memit_module._down_proj_targets = new_map
         try:
             rows = []
             for r in requests:
@@ -72,11 +105,11 @@ def main(argv: list[str]) -> int:
         ps_hits = [p[0] > p[1] for row in rows for p in row["probs"][1:]]
         ps = 100 * sum(ps_hits) / len(ps_hits)
         edit = handle.results[0].to_dict()
-        result["methods"][method] = {  # type: ignore[index]
+        result["methods"][run] = {  # type: ignore[index]
             "ES": es, "PS": ps, "seconds": seconds, "rows": rows, "edit": edit,
             "facts": [handle.results[0].fact_report(i) for i in range(len(requests))],
         }  # fmt: skip
-        print(f"{method}: ES {es:.1f} PS {ps:.1f} ({len(rows)} facts, {seconds:.0f} s); "
+        print(f"{run}: ES {es:.1f} PS {ps:.1f} ({len(rows)} facts, {seconds:.0f} s); "
               f"reached {[round(x, 2) for x in edit['reached']]}, "
               f"rho {[round(x, 2) for x in edit['rho']]}")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
