@@ -289,7 +289,12 @@ def edit_command(
 
 @app.command("edit-eval")
 def edit_eval_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or .jsonl file.")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset", "-d", help="Dataset name, .jsonl file, or ROME's counterfact.json."
+        ),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumable).")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of facts to edit.")] = 100,
     known: KnownOpt = None,
@@ -317,7 +322,8 @@ def edit_eval_command(
 ) -> None:
     """CounterFact-style evaluation: edit N facts the model knows (--all: any N) to their
     counterfactual answers, score ES, PS, NS, S, magnitudes, GE and perplexity drift.
-    Killed runs resume."""
+    A CounterFact file (ROME's counterfact.json) is edited case by case as published: every
+    case, its own neighbourhood and generation prompts. Killed runs resume."""
     from factscope.edit import check_method
     from factscope.edit.corpus import load_corpus
     from factscope.edit.evaluate import fact_request, known_neighbourhood, run_edit_eval
@@ -325,6 +331,7 @@ def edit_eval_command(
     from factscope.edit.stats import identity_stats as identity
     from factscope.edit.stats import layer_stats
     from factscope.report.edit_html import edit_eval_report
+    from factscope.study.counterfact import NAME as COUNTERFACT
     from factscope.study.datasets import load_dataset
 
     check_method(method)
@@ -335,7 +342,10 @@ def edit_eval_command(
     if out_dir.exists() and not out_dir.is_dir():
         raise FactscopeError(f"--out {out_dir} is a file, not a folder; give a folder")
     lm = load(model, device, dtype)
-    if use_all:
+    counterfact = data.relation.name == COUNTERFACT
+    if counterfact:  # the papers' protocol: every case, with its own neighbourhood prompts
+        records = list(data.records[:n])
+    elif use_all:
         records = study_facts(lm, data, known, use_all, n)
     else:  # known facts, and neighbours the model knows too (known_neighbourhood)
         every_known = study_facts(lm, data, known, use_all, None)
@@ -363,7 +373,8 @@ def edit_eval_command(
     )
     meta = {"model": lm.name, "dataset": data.name, "n": n, "corpus": corpus,
             "stats_tokens": stats_tokens, "identity_stats": identity_stats,
-            "neighbours": "dataset" if use_all else "known facts with the same answer",
+            "neighbours": "dataset" if use_all or counterfact
+            else "known facts with the same answer",
             "hparams": hp.to_dict(), "command": command_line()}  # fmt: skip
     done, summary = run_edit_eval(
         lm, records, out_dir, method, chosen, sequential=sequential, hparams=hp, stats=stats,

@@ -264,7 +264,10 @@ def _score(lm: LoadedModel, record: Any, fluency_tokens: int) -> dict[str, Any]:
     )  # fmt: skip
     out: dict[str, Any] = {**scores.measures(), "probs": asdict(scores)}
     if fluency_tokens:
-        out["fluency"], texts = generation_entropy(lm, record.subject, fluency_tokens)
+        own = tuple(p.replace("{", "{{").replace("}", "}}") for p in record.generation)
+        out["fluency"], texts = generation_entropy(
+            lm, record.subject, fluency_tokens, own or GENERATION_PROMPTS
+        )
         out["texts"] = texts
     return out
 

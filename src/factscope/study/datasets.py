@@ -124,6 +124,8 @@ class FactRecord:
     neighbourhood: tuple[str, ...]  # the question about OTHER subjects with the same answer
     counterfactual: str  # another answer from the relation's set, the target of an edit
     source: str  # provenance
+    # prompts GE samples from (CounterFact's generation_prompts); empty: edit/evaluate.py's own
+    generation: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,16 +188,23 @@ def dataset_path(name_or_path: str | Path) -> Path:
     if text in list_datasets():
         return _data_dir() / f"{text}.jsonl"
     path = Path(text)
-    if path.suffix == ".jsonl" or path.exists():
+    if path.suffix in (".jsonl", ".json") or path.exists():
         if not path.is_file():
-            raise FactscopeError(f"dataset file {path} does not exist; give a .jsonl file")
+            raise FactscopeError(
+                f"dataset file {path} does not exist; give a .jsonl file (or CounterFact's .json)"
+            )
         return path
     known = ", ".join(list_datasets()) or "none"
     raise FactscopeError(f"unknown dataset {text!r}; known: {known} (or give a .jsonl path)")
 
 
 def load_dataset(name_or_path: str | Path) -> Dataset:
-    """Read and check a dataset; raise `InvalidDataset` naming the first bad line."""
+    """Read and check a dataset; raise `InvalidDataset` naming the first bad line. A .json
+    file holding an array is read as ROME's CounterFact (study/counterfact.py)."""
+    from factscope.study.counterfact import is_counterfact, load_counterfact
+
+    if is_counterfact(Path(str(name_or_path))):
+        return load_counterfact(Path(str(name_or_path)))
     path = dataset_path(name_or_path)
     where = path.name if path.parent == _data_dir() else str(path)
     try:
