@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from factscope.cli import main
+from factscope.edit.rome import answer_ids
 from factscope.load import load_model
 from reference_models import tiny_hf_model
 from tiny_checkpoints import write_tiny_gguf
@@ -77,3 +78,35 @@ def test_edit_clamp_and_lambda_flags_reach_the_memit_edit(
     assert result["hparams"]["clamp_norm_factor"] == 2.5
     assert result["hparams"]["mom2_update_weight"] == 3.0
     assert len(result["reached"]) == len(result["layers"]) == len(result["rho"])
+
+
+def test_retrace_shows_where_each_answer_is_recalled_before_and_after(
+    tiny_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """--retrace: the lens and the approximate trace for the new and the old answer on the
+    original and on the edited model; the lens's last row is the model's own output (p of
+    the answer's first token)."""
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    out_dir = tmp_path / "out"
+    args = ["edit", PROMPT, "--subject", "the sport of", "--new", "plays", "--layer", "1",
+            "--identity-stats", "--retrace", "--model", str(tiny_gguf), "--out", str(out_dir),
+            "--json"]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    table = data["before_after"]
+    old = table["old"]
+    for when in ("before", "after"):
+        view = table["recall"][when]["answers"]
+        assert set(view) == {"plays", old}
+        assert len(view["plays"]["lens_p"]) == 3 and len(view["plays"]["mlp_effect"]) == 3
+    original = load_model(tiny_gguf)
+    first = answer_ids(original.tokenizer, PROMPT, "plays")[0]
+    with torch.no_grad():
+        p = torch.softmax(original.model(original.encode(PROMPT))[0, -1], -1)
+    lens_before = table["recall"]["before"]["answers"]["plays"]["lens_p"]
+    assert lens_before[-1] == pytest.approx(float(p[first]), rel=1e-4)
+    after, before = table["recall"]["after"]["answers"], table["recall"]["before"]["answers"]
+    assert after["plays"]["lens_p"][-1] > before["plays"]["lens_p"][-1]  # the edit worked
+    page = (out_dir / "report.html").read_text()
+    assert "Where each answer is recalled" in page and "<svg" in page

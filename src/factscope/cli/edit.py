@@ -132,19 +132,6 @@ def _default_layer(lm: Any, request: Any, trace: str) -> int:
     return chosen
 
 
-def _dataset_prompts(prompt: str) -> tuple[list[str], list[str]]:
-    """Paraphrases and neighbours of `prompt` if a packaged dataset holds it."""
-    try:
-        from factscope.study.datasets import list_datasets, load_dataset
-    except ImportError:
-        return [], []
-    for name in list_datasets():
-        for record in load_dataset(name).records:
-            if record.prompt == prompt:
-                return list(record.paraphrases), list(record.neighbourhood)
-    return [], []
-
-
 @app.command("edit")
 def edit_command(
     prompt: str,
@@ -172,6 +159,14 @@ def edit_command(
     clamp: ClampOpt = None,
     mom2_update_weight: LambdaOpt = None,
     trace: TraceOpt = "approx",
+    retrace: Annotated[
+        bool,
+        typer.Option(
+            "--retrace",
+            help="Also run the logit lens and the approximate trace for the new and the old "
+            "answer before and after the edit: where each is recalled.",
+        ),
+    ] = False,
     out_dir: OutOpt = None,
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
@@ -185,7 +180,7 @@ def edit_command(
     every command loads like any model."""
     from factscope.edit import check_method, edit
     from factscope.edit.corpus import load_corpus
-    from factscope.edit.evaluate import answer_probabilities
+    from factscope.edit.measure import measure, recall, recall_summary, test_prompts
     from factscope.edit.rome import EditRequest
     from factscope.report.edit_html import edit_report
 
@@ -212,29 +207,10 @@ def edit_command(
         old = lm.tokenizer.token_str(top).strip() or lm.tokenizer.token_str(top)
         request = EditRequest(prompt, subject, new, old)
         request.check()
-    found_para, found_neigh = _dataset_prompts(prompt)
-    paraphrases = list(paraphrase or found_para or [f"The train was ten minutes late. {prompt}"])
-    neighbours = list(neighbour or found_neigh)
+    probes = test_prompts(prompt, subject, paraphrase or None, neighbour or None)
     chosen = layer if layer is not None else _default_layer(lm, request, trace)
-    checks = [("prompt", prompt)] + [("paraphrase", p) for p in paraphrases]
-    checks += [("neighbour", p) for p in neighbours]
-    texts = [c[1] for c in checks]
-
-    def snapshot() -> tuple[list[list[float]], list[str]]:
-        import torch
-
-        probs = answer_probabilities(lm, texts, [new, old])
-        tops = []
-        with torch.no_grad():
-            for t in texts:
-                tops.append(
-                    lm.tokenizer.token_str(
-                        int(lm.model(lm.encode(t), logits_at="last")[0, -1].argmax())
-                    )
-                )
-        return probs, tops
-
-    before, top_before = snapshot()
+    before = measure(lm, probes, new, old)
+    recall_before = recall(lm, prompt, subject, [new, old]) if retrace else None
     hp = _hparams(
         method,
         chosen,
@@ -247,16 +223,19 @@ def edit_command(
     )
     with status(f"{method} edit of layer {chosen} (statistics are computed once, then cached) ..."):
         handle = edit(lm, request, method, chosen, hparams=hp, progress=True)
-    after, top_after = snapshot()
+    after = measure(lm, probes, new, old)
     rows: list[dict[str, Any]] = [
-        {"kind": kind, "prompt": text, "p_new_before": b[0], "p_new_after": a[0],
-         "p_old_before": b[1], "p_old_after": a[1], "top_before": tb, "top_after": ta}
-        for (kind, text), b, a, tb, ta in zip(
-            checks, before, after, top_before, top_after, strict=True
-        )
+        {"kind": b["kind"], "prompt": b["prompt"], "p_new_before": b["p_new"],
+         "p_new_after": a["p_new"], "p_old_before": b["p_old"], "p_old_after": a["p_old"],
+         "top_before": b["top"], "top_after": a["top"]}
+        for b, a in zip(before, after, strict=True)
     ]  # fmt: skip
-    table_data = {"method": method, "layers": handle.layers, "subject": subject, "new": new,
-                  "old": old, "rows": rows}  # fmt: skip
+    table_data: dict[str, Any] = {"method": method, "layers": handle.layers, "subject": subject,
+                                  "new": new, "old": old, "rows": rows}  # fmt: skip
+    if recall_before is not None:
+        with status("tracing the edited model (lens and approximate trace) ..."):
+            table_data["recall"] = {"before": recall_before,
+                                    "after": recall(lm, prompt, subject, [new, old])}  # fmt: skip
     data = {"factscope_version": __version__, "command": command_line(), "model": lm.name,
             "before_after": table_data, "edit": handle.to_dict()}  # fmt: skip
     if save is not None:
@@ -281,6 +260,9 @@ def edit_command(
             f"{r['top_before']!r} → {r['top_after']!r}",
         )  # fmt: skip
     out.print(table)
+    if "recall" in table_data:
+        for line in recall_summary(table_data["recall"]["before"], table_data["recall"]["after"]):
+            out.print(line)
     if save is not None:
         out.print(f"saved the edited model to {save}/ (load it with --model {save})")
     elif not paths:

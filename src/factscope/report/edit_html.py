@@ -32,7 +32,20 @@ def before_after_sections(table: Mapping[str, Any]) -> list[Section]:
         f"{table['method'].upper()} edit of layer(s) {table['layers']}: "
         f"{table['subject']!r}: {table['old']!r} → {table['new']!r}."
     ]
-    return [Section("Before and after", text, tables=[Table(columns, rows)])]
+    sections = [Section("Before and after", text, tables=[Table(columns, rows)])]
+    if "recall" in table:
+        from factscope.edit.measure import recall_summary
+        from factscope.report.edit_plots import recall_figure
+
+        before, after = table["recall"]["before"], table["recall"]["after"]
+        sections.append(
+            Section(
+                "Where each answer is recalled, before and after",
+                recall_summary(before, after),
+                figures=[recall_figure(before, after)],
+            )
+        )
+    return sections
 
 
 def summary_sections(summaries: Sequence[Mapping[str, Any]]) -> list[Section]:

@@ -1,98 +1,20 @@
 """A rank-one edit seen from outside: p(new) and p(old) on the prompt, on paraphrases and
 on neighbours (other subjects that should keep their answer), before and after the edit,
-and again after undo.
-
-Which prompts: when a packaged fact dataset (factscope.study) holds the subject, its
-record's paraphrases and neighbourhood; when the prompt is a packaged relation's template,
-the relation's paraphrase templates; otherwise the prompt behind two unrelated sentences
-(ROME's way of asking the same thing in another context) and no neighbours. Callers may
-give their own lists instead.
+and again after undo. The prompts and the measurement are edit/measure.py's, the same the
+`edit` command shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from factscope.edit.measure import ProbePrompt, measure, test_prompts
 from factscope.load import LoadedModel
 
-CONTEXTS = ("The meeting was moved to the afternoon. ", "It rained all day in the city. ")
-
-
-@dataclass(frozen=True)
-class ProbePrompt:
-    kind: str  # "prompt", "paraphrase" or "neighbour"
-    prompt: str
-
-
-def test_prompts(
-    prompt: str,
-    subject: str,
-    paraphrases: Sequence[str] | None = None,
-    neighbours: Sequence[str] | None = None,
-) -> list[ProbePrompt]:
-    """The prompt, its paraphrases and neighbours (see the module doc for where from)."""
-    found_paraphrases: list[str] = list(paraphrases or [])
-    found_neighbours: list[str] = list(neighbours or [])
-    if paraphrases is None or neighbours is None:
-        auto_p, auto_n = _from_datasets(prompt, subject)
-        if paraphrases is None:
-            found_paraphrases = auto_p or [c + prompt for c in CONTEXTS]
-        if neighbours is None:
-            found_neighbours = auto_n
-    return (
-        [ProbePrompt("prompt", prompt)]
-        + [ProbePrompt("paraphrase", p) for p in found_paraphrases]
-        + [ProbePrompt("neighbour", n) for n in found_neighbours if subject not in n]
-    )
-
-
-def _from_datasets(prompt: str, subject: str) -> tuple[list[str], list[str]]:
-    from factscope.story.capabilities import available
-
-    if not available("datasets"):
-        return [], []
-    from factscope.study.datasets import list_datasets, load_dataset
-
-    for name in list_datasets():
-        dataset = load_dataset(name)
-        for record in dataset.records:
-            if record.subject == subject:
-                return list(record.paraphrases), list(record.neighbourhood)
-        if dataset.relation.prompt(subject) == prompt:
-            templates = dataset.relation.paraphrase_templates
-            return [t.replace("{}", subject) for t in templates[:3]], []
-    return [], []
-
-
-@torch.inference_mode()
-def answer_probabilities(
-    lm: LoadedModel, probes: Sequence[ProbePrompt], new: str, old: str
-) -> list[dict[str, Any]]:
-    """For each prompt: p(new), p(old) (first tokens, each as the prompt would continue)
-    and the model's top token."""
-    from factscope.edit.rome import answer_ids
-
-    rows = []
-    for probe in probes:
-        tokens = lm.encode(probe.prompt)
-        probs = lm.model(tokens, logits_at="last")[0, -1].float().softmax(-1)
-        new_id = answer_ids(lm.tokenizer, probe.prompt, new)[0]
-        old_id = answer_ids(lm.tokenizer, probe.prompt, old)[0]
-        top = int(probs.argmax())
-        rows.append(
-            {
-                **asdict(probe),
-                "p_new": float(probs[new_id]),
-                "p_old": float(probs[old_id]),
-                "top": lm.tokenizer.token_str(top),
-                "new_wins": float(probs[new_id]) > float(probs[old_id]),
-            }
-        )
-    return rows
+__all__ = ["ProbePrompt", "edit_and_measure", "edit_sentences", "test_prompts"]
 
 
 def edit_and_measure(
@@ -115,7 +37,7 @@ def edit_and_measure(
 
     probes = list(probes) if probes is not None else test_prompts(prompt, subject)
     progress("measuring before the edit")
-    before = answer_probabilities(lm, probes, new, old)
+    before = measure(lm, probes, new, old)
     request = EditRequest(prompt, subject, new.strip(), old.strip() or None)
     weights = {
         name: p.detach().clone() for name, p in lm.model.named_parameters() if "down_proj" in name
@@ -123,7 +45,7 @@ def edit_and_measure(
     progress("computing the rank-one edit (ROME)")
     handle = edit(lm, request, "rome", layer)
     progress("measuring after the edit")
-    after = answer_probabilities(lm, probes, new, old)
+    after = measure(lm, probes, new, old)
     record: dict[str, Any] = {
         "prompt": prompt,
         "subject": subject,
@@ -145,7 +67,7 @@ def edit_and_measure(
         record.update(
             undone=True,
             restored_exactly=restored,
-            after_undo=answer_probabilities(lm, probes, new, old),
+            after_undo=measure(lm, probes, new, old),
         )
     return record, handle
 
