@@ -15,11 +15,20 @@ PROMPT ?= Michael Jordan plays the sport of
 
 .PHONY: demo test lint typecheck pytest setup setup-dev setup-bench browser bench lock clean
 
+# The lock's torch==2.13.0+cpu is served by PyTorch's own wheel index, not by PyPI: the first
+# try uses pip's configured sources (a local wheel, a mirror), the second adds that index.
+# (A CUDA build: see the README's "Into your own environment".)
+TORCH := torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.torch: $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit("factscope needs Python >= 3.11; run make PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PIPC) --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
-	$(PIPC) torch==2.13.0
+	$(PIPC) $(TORCH) 2>/dev/null || { \
+	  echo "$(TORCH)+cpu is not on pip's configured indexes; trying $(TORCH_INDEX)"; \
+	  $(PIPC) --extra-index-url $(TORCH_INDEX) $(TORCH); }
 	touch $@
 
 $(VENV)/.base: $(VENV)/.torch pyproject.toml $(LOCK)

@@ -23,8 +23,10 @@ ROWS: list[tuple[list[str], str]] = [
     ([*NEURONS, "--variants", "both:Michael Jordan"], "is not KIND:NAME"),
     ([*NEURONS, "--variants", "first:Michael Phelps"], "does not tokenise like 'Michael Jordan'"),
     ([*NEURONS, "--out", "{tmp}/afile.txt"], "is a file, not a folder"),
+    ([*NEURONS, "--seed", "-1"], "--seed must be at least 0 (got -1)"),
     # directions
     (["directions", PROMPT, "--model", "{tiny}", "--layer", "9"], "layer 9 does not exist"),
+    (["directions", PROMPT, "--layer", "-1"], "--layer must be at least 0 (got -1)"),
     (["directions", PROMPT, "--model", "{tiny}", "--template", "sport of"], "has no '{}'"),
     (["directions", PROMPT, "--model", "{tiny}", "--format", "gif"], "--format 'gif'"),
     # knockout

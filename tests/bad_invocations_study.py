@@ -25,6 +25,8 @@ ROWS: list[tuple[list[str], str]] = [
     ([*TRACE_MANY, "--n", "0"], "--n must be at least 1 (got 0)"),
     ([*TRACE_MANY, "--samples", "0"], "--samples must be at least 1 (got 0)"),
     ([*TRACE_MANY, "--window", "0"], "--window must be at least 1 (got 0)"),
+    ([*TRACE_MANY, "--seed", "-1"], "--seed must be at least 0 (got -1)"),
+    ([*PROBE, "--seed", "-1"], "--seed must be at least 0 (got -1)"),
     ([*TRACE_MANY, "--kind", "hidden,neurons"], "--kind 'hidden,neurons'"),
     ([*TRACE_MANY, "--backend", "spark"], "--backend 'spark' is not known"),
 ]

@@ -4,8 +4,8 @@ Each row runs the real console script in a subprocess (what a user runs), and as
 exit code 2, exactly one line on stderr, starting `error: ` and containing the expected
 words, and no traceback. Rows for core and locate commands are here; each capability adds
 its own rows in `tests/bad_invocations_<capability>.py` (a list `ROWS`), which this file
-collects. `test_every_constrained_option_has_a_row` fails when a command gains an option
-with a range or a required value and no row tries a bad one.
+collects. `test_every_constrained_option_has_a_row` fails when a command gains a numeric
+option, an option with a range or a required value, and no row tries a bad one.
 
 In a row, `{tiny}` is a tiny GGUF model and `{tmp}` a fresh temporary folder
 holding one file, `afile.txt`.
@@ -48,6 +48,9 @@ ROWS: list[Row] = [
     (["generate", "hi", "--top-p", "-0.1"], "--top-p must be at least 0"),
     (["generate", "hi", "--temperature", "-1"], "--temperature must be at least 0"),
     (["generate", "   ", "--model", "{tiny}"], "prompt is empty"),
+    (["generate", "hi", "--seed", "-1"], "--seed must be at least 0 (got -1)"),
+    (["generate", "hi", "--seed", "99999999999999999999"], "--seed must be at most 4294967295"),
+    (["generate", "hi", "--temperature", "inf"], "--temperature must be a finite number (got inf)"),
     # models, paths, devices, dtypes
     (["predict", "hi", "--model", "no-such-model"], "unknown model 'no-such-model'"),
     (["predict", "hi", "--model", "{tmp}/missing.gguf"], "no such file or folder"),
@@ -63,6 +66,10 @@ ROWS: list[Row] = [
     ([*TRACE[:3], "Tom Brady", *TRACE[4:], "--out", "{tmp}/x"], "Tom Brady"),
     ([*TRACE, "--format", "gif", "--out", "{tmp}/x"], "--format 'gif' is not supported"),
     ([*TRACE, "--out", "{tmp}/afile.txt"], "is a file, not a folder"),
+    ([*TRACE, "--noise", "-1", "--out", "{tmp}/x"], "--noise must be more than 0 (got -1)"),
+    ([*TRACE, "--noise", "0", "--out", "{tmp}/x"], "--noise must be more than 0 (got 0)"),
+    ([*TRACE, "--noise", "nan", "--out", "{tmp}/x"], "--noise must be a finite number (got nan)"),
+    ([*TRACE, "--seed", "-1", "--out", "{tmp}/x"], "--seed must be at least 0 (got -1)"),
     (
         ["patch", PROMPT, PROMPT, "--answers", " a", "--model", "{tiny}"],
         "unexpected extra argument",
@@ -153,14 +160,20 @@ def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[s
     return found
 
 
+def _is_number(param: object) -> bool:
+    return getattr(getattr(param, "type_descriptor", None), "annotation", None) in (int, float)
+
+
 def test_every_constrained_option_has_a_row() -> None:
-    """A range, a required option or an argument: some row gives it a bad or no value."""
+    """A number, a range, a required option or an argument: some row gives it a bad or no
+    value (so every numeric option is validated, and the table shows how)."""
     missing = []
     for path, command in _commands(typer.main.get_command(app)):
         rows = [args for args, _ in ALL_ROWS if tuple(args[: len(path)]) == path]
         for param in getattr(command, "params", []):
             constrained = (
-                getattr(param, "min", None) is not None
+                _is_number(param)
+                or getattr(param, "min", None) is not None
                 or getattr(param, "max", None) is not None
                 or (getattr(param, "required", False) and param.opts[0].startswith("-"))
             )

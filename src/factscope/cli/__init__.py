@@ -1,6 +1,7 @@
 """The `factscope` command: a thin layer that parses, calls library functions, prints.
 
-One module per capability registers its commands on the shared app (core, locate, ...).
+One module per capability registers its commands on the shared app (core, locate, ...);
+panels.py says where each appears in `factscope --help` and sums it up in one line.
 `main` is the one place where errors become one line on stderr and exit code 2: a
 FactscopeError from the library, or a usage error from the command line (out-of-range
 number, bad choice, missing argument, unknown option), for every command, old or new.
@@ -13,7 +14,10 @@ import sys
 from factscope.cli import core, edit, locate, read, scratch, study, superposition, web  # noqa: F401  (register commands)
 from factscope.cli.common import app, err
 from factscope.cli.errors import exit_types, usage_error_line, usage_error_types
+from factscope.cli.panels import arrange
 from factscope.errors import FactscopeError
+
+arrange(app)  # every command registered: group them by capability for --help (panels.py)
 
 
 def _error(line: str) -> int:

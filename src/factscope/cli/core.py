@@ -63,7 +63,7 @@ def generate(
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0)] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=2**32 - 1)] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
 ) -> None:

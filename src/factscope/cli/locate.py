@@ -47,9 +47,9 @@ def trace(
     window: Annotated[int, typer.Option(min=1, help="Layers restored per mlp/attn cell.")] = 10,
     noise: Annotated[
         float | None,
-        typer.Option(help="Noise std (default: 3 x the std of subject-token embeddings)."),
+        typer.Option(help="Noise std, > 0 (default: 3 x the std of subject-token embeddings)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the noise.")] = 0,
     approx: Annotated[
         bool, typer.Option("--approx", help="Attribution patching: a fast first-order estimate.")
     ] = False,
@@ -65,6 +65,8 @@ def trace(
     from factscope.report.plots import save_figure, trace_heatmap
 
     kinds = split_kinds(kind, tuple(KINDS), "--kind")
+    if noise is not None and not noise > 0:  # a range cannot exclude 0 itself
+        raise FactscopeError(f"--noise must be more than 0 (got {noise:g})")
     if not subject.strip():
         raise FactscopeError("--subject is empty; give the subject's text as in the prompt")
     fmt = check_format(fmt)

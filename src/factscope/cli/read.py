@@ -75,7 +75,9 @@ def neurons(
     modes: Annotated[str, typer.Option(help="Ablation: comma-separated zero, mean.")] = (
         "zero,mean"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of the random neurons.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of the random neurons.")
+    ] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per batched forward.")] = 64,
     out_dir: OutOpt = None,
     model: ModelOpt = "gemma-3-270m",
@@ -185,8 +187,9 @@ def directions(
     layer: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="Residual entering this block for the difference of means "
-            "(default: the final stream)."
+            "(default: the final stream).",
         ),
     ] = None,
     out_dir: OutOpt = None,

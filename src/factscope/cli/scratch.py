@@ -102,7 +102,9 @@ def corpus(
     eval_people: Annotated[
         int, typer.Option(min=0, help="People with a fresh biography in eval.txt.")
     ] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of every random choice.")
+    ] = 0,
     force: ForceOpt = False,
 ) -> None:
     """A corpus of made-up people, biographies and QA pairs (Physics of LMs 3.1 style)."""
@@ -163,7 +165,7 @@ def train_command(
     grad_clip: Annotated[float, typer.Option(min=0.0, help="Max gradient norm.")] = 1.0,
     eval_every: Annotated[int, typer.Option(min=1)] = 100,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 200,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many steps (resume later).")
     ] = None,

@@ -159,7 +159,9 @@ def probe(
     use_all: AllOpt = False,
     n: Annotated[int | None, typer.Option("--n", min=1, help="At most N facts.")] = None,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the folds and the label shuffle.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of the folds and the label shuffle.")
+    ] = 0,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Facts per forward pass.")
     ] = 32,
@@ -226,7 +228,7 @@ def trace_many(
     ),
     samples: Annotated[int, typer.Option(min=1, help="Noise samples per fact.")] = 10,
     window: Annotated[int, typer.Option(min=1, help="Layers restored per mlp/attn cell.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the noise.")] = 0,
     approx: Annotated[
         bool, typer.Option("--approx", help="Attribution patching: ~20x faster estimate.")
     ] = False,

@@ -36,7 +36,7 @@ superposition = typer.Typer(
 )
 app.add_typer(superposition, name="superposition")
 
-SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+SeedOpt = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")]
 LossOpt = Annotated[
     str, typer.Option(help="scene (the video's code) or squared (a variant that spreads overlap).")
 ]

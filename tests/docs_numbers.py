@@ -1,0 +1,82 @@
+"""Numbers on a docs page, checked against the result files they come from.
+
+A `Claim` is a piece of a page's text with `{name}` where a number goes, and a function
+that computes those numbers from the page's result files (docs/results/...). The check
+renders each claim and looks for it, word for word, on the page: a figure typed by hand, or
+left behind when a result was re-run, is reported with what the results say instead.
+
+Each page's claims live in `tests/docs_numbers_<page>.py` (`PAGE` and a list `CLAIMS`),
+collected by tests/test_docs_numbers.py; the formatting helpers below say how a number is
+shown (a range's ends are rounded, a bound is rounded outwards so that "≤ 0.07" stays
+true of 0.065).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "results"
+
+
+@cache
+def result(name: str) -> Any:
+    """A result file under docs/results, parsed (each file read once)."""
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`template` as it reads on the page, `{name}` where `values()[name]` goes."""
+
+    template: str
+    values: Callable[[], dict[str, Any]]
+
+    def rendered(self) -> str:
+        return self.template.format(**self.values())
+
+
+def at_most(values: Iterable[float], digits: int = 2) -> str:
+    """An upper bound of `values` at `digits` decimals, rounded up: 0.065 -> '0.07'."""
+    top = max(values)
+    return f"{math.ceil(top * 10**digits - 1e-9) / 10**digits:.{digits}f}"
+
+
+def at_least(values: Iterable[float], digits: int = 2) -> str:
+    """A lower bound of `values` at `digits` decimals, rounded down: 0.5046 -> '0.50'."""
+    low = min(values)
+    return f"{math.floor(low * 10**digits + 1e-9) / 10**digits:.{digits}f}"
+
+
+def span(values: Iterable[float], digits: int = 2) -> str:
+    """'low–high' of `values`, each end rounded to `digits` decimals."""
+    seen = list(values)
+    return f"{min(seen):.{digits}f}–{max(seen):.{digits}f}"
+
+
+def percent_span(values: Iterable[float]) -> str:
+    """'low–high' of fractions as whole percent, each end rounded to nearest: '93–99'."""
+    seen = list(values)
+    return f"{round(100 * min(seen))}–{round(100 * max(seen))}"
+
+
+def mismatches(page_text: str, claims: list[Claim]) -> list[str]:
+    """One line per claim whose rendering is not on the page: what the results say, and
+    the page's line that starts like it (where there is one)."""
+    found = []
+    lines = page_text.splitlines()
+    for claim in claims:
+        want = claim.rendered()
+        if want in page_text:
+            continue
+        head = claim.template.split("{", 1)[0].strip()
+        near = next((line.strip() for line in lines if head and head in line), "(no such line)")
+        found.append(f"the results say {want!r}; the page has {near!r}")
+    return found
