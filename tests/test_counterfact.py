@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from factscope.cli import main
-from factscope.study.counterfact import is_counterfact, load_counterfact
-from factscope.study.datasets import InvalidDataset, load_dataset
+from factscope.study.counterfact import is_counterfact, load_counterfact, load_edit_dataset
+from factscope.study.datasets import InvalidDataset
 from reference_models import tiny_hf_model
 from tiny_checkpoints import write_tiny_gguf
 from tokenizer_vocabs import gemma_like_metadata
@@ -52,7 +52,7 @@ def write(path: Path, cases: object) -> Path:
 def test_cases_become_records_with_their_own_prompts(tmp_path: Path) -> None:
     path = write(tmp_path / "counterfact.json", CASES)
     assert is_counterfact(path)
-    data = load_dataset(path)
+    data = load_edit_dataset(str(path))
     assert data == load_counterfact(path)
     first = data.records[0]
     assert first.id == "counterfact/00100" and first.relation == "counterfact"

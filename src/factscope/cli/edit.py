@@ -314,11 +314,11 @@ def edit_eval_command(
     from factscope.edit.stats import layer_stats
     from factscope.report.edit_html import edit_eval_report
     from factscope.study.counterfact import NAME as COUNTERFACT
-    from factscope.study.datasets import load_dataset
+    from factscope.study.counterfact import load_edit_dataset
 
     check_method(method)
     _hparams(method, None, corpus, stats_tokens, identity_stats, None, clamp, mom2_update_weight)
-    data = load_dataset(dataset)
+    data = load_edit_dataset(dataset)
     if not identity_stats and corpus != "self":
         load_corpus(corpus)
     if out_dir.exists() and not out_dir.is_dir():

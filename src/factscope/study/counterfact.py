@@ -36,6 +36,14 @@ def is_counterfact(path: Path) -> bool:
     return head.startswith(b"[")
 
 
+def load_edit_dataset(name_or_path: str) -> Dataset:
+    """What `edit-eval --dataset` reads: ROME's counterfact.json, or a factscope dataset."""
+    from factscope.study.datasets import load_dataset
+
+    path = Path(name_or_path)
+    return load_counterfact(path) if is_counterfact(path) else load_dataset(name_or_path)
+
+
 def load_counterfact(path: Path) -> Dataset:
     """Read a CounterFact-shaped file; `InvalidDataset` names the first bad case and why."""
     where = str(path)

@@ -199,12 +199,7 @@ def dataset_path(name_or_path: str | Path) -> Path:
 
 
 def load_dataset(name_or_path: str | Path) -> Dataset:
-    """Read and check a dataset; raise `InvalidDataset` naming the first bad line. A .json
-    file holding an array is read as ROME's CounterFact (study/counterfact.py)."""
-    from factscope.study.counterfact import is_counterfact, load_counterfact
-
-    if is_counterfact(Path(str(name_or_path))):
-        return load_counterfact(Path(str(name_or_path)))
+    """Read and check a dataset; raise `InvalidDataset` naming the first bad line."""
     path = dataset_path(name_or_path)
     where = path.name if path.parent == _data_dir() else str(path)
     try:
