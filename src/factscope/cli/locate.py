@@ -60,7 +60,8 @@ def trace(
     force: ForceOpt = False,
 ) -> None:
     """Causal tracing (ROME): corrupt SUBJECT with noise, restore states one cell at a time."""
-    from factscope.locate.trace import KINDS, trace_prompt
+    from factscope.locate.corruption import KINDS
+    from factscope.locate.trace import trace_prompt
     from factscope.report.html import trace_report, write_report
     from factscope.report.plots import save_figure, trace_heatmap
 

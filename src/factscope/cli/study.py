@@ -239,7 +239,7 @@ def trace_many(
     force: RunForceOpt = False,
 ) -> None:
     """Causal traces averaged over many known facts, grouped as in ROME's Figure 2."""
-    from factscope.locate.trace import KINDS
+    from factscope.locate.corruption import KINDS
     from factscope.report.study_html import trace_many_report
     from factscope.report.study_plots import average_trace_heatmaps
     from factscope.study.datasets import load_dataset

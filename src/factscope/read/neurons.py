@@ -42,9 +42,10 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.hooks import HookFn, hooks, run_with_cache
-from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution
+from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import MLP, Block, KVCache, Transformer
+from factscope.norms import frozen_rms_scale
 from factscope.read.names import Variant, build_variants, names_data, replace_subject
 from factscope.tokenizer import Tokenizer, spell_tokens
 
@@ -204,7 +205,7 @@ def neuron_readout(
         r = readout
         if mlp.post_norm is not None:  # Gemma: freeze the post-MLP norm at the layer's output
             raw = mlp.down_proj(post[layer].to(w_down.device, mlp.down_proj.weight.dtype))
-            r = r * _frozen_rms_scale(mlp.post_norm, raw).double() * mlp.post_norm.weight.double()
+            r = r * frozen_rms_scale(mlp.post_norm, raw).double() * mlp.post_norm.weight.double()
         rows.append(r @ w_down)  # (F,)
     return torch.stack(rows)
 
@@ -217,7 +218,7 @@ def final_contributions(model: Transformer, tokens: Tensor, answer_id: int) -> T
     sites = [*mlp_sites(model), f"blocks.{L - 1}.resid_post"]
     _, cache = run_with_cache(model, tokens, sites, logits_at="last")
     post = torch.stack([cache[s][0, -1] for s in mlp_sites(model)])  # (L, F)
-    final_scale = _frozen_rms_scale(model.norm, cache[f"blocks.{L - 1}.resid_post"][0, -1])
+    final_scale = frozen_rms_scale(model.norm, cache[f"blocks.{L - 1}.resid_post"][0, -1])
     per_unit = neuron_readout(model, post, model.unembed.weight[answer_id], final_scale)
     return post.double() * per_unit  # (L, F)
 

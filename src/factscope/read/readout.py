@@ -30,10 +30,11 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.hooks import HookFn, run_with_cache
-from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution
+from factscope.locate.corruption import window_layers
+from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
-from factscope.locate.trace import window_layers
 from factscope.model import Attention, Transformer
+from factscope.norms import frozen_rms_scale
 from factscope.read.neurons import ForwardCount, SuffixRunner
 from factscope.tokenizer import Tokenizer, spell_tokens
 
@@ -174,7 +175,7 @@ def answer_heads(
         out, ov = w_o @ z, w_o @ v  # (D,) each
         if attention.post_norm is not None:  # the post-norm's frozen scale, as in DLA
             total = attention.o_proj(cache[f"blocks.{layer}.attn.z"][0, -1].flatten())
-            gain = _frozen_rms_scale(attention.post_norm, total)[0] * attention.post_norm.weight
+            gain = frozen_rms_scale(attention.post_norm, total)[0] * attention.post_norm.weight
             out, ov = out * gain, ov * gain
         directions += [out, ov]
         pattern = cache[f"blocks.{layer}.attn.pattern"][0, head, -1]  # (S,)

@@ -53,7 +53,7 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(
             "trace",
             "factscope.locate.trace",
-            ("trace_prompt", "TraceResult"),
+            ("trace_prompt", "trace_fact"),
             "causal tracing (exact and attribution patching)",
         ),
         Capability(

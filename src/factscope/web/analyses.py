@@ -46,7 +46,8 @@ def trace_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> 
     """Causal trace of the three kinds. Approximate: one pass. Exact: one kind at a time,
     releasing the model between kinds (predictions typed meanwhile go through), with
     progress counted by a hook on the last block, which every re-run batch passes once."""
-    from factscope.locate.trace import KINDS, trace_prompt
+    from factscope.locate.corruption import KINDS
+    from factscope.locate.trace import trace_prompt
 
     exact = request["method"] == "exact"
     kinds_per_step = [[kind] for kind in KINDS] if exact else [list(KINDS)]
