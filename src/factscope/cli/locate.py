@@ -62,7 +62,8 @@ def trace(
     """Causal tracing (ROME): corrupt SUBJECT with noise, restore states one cell at a time."""
     from factscope.locate.corruption import KINDS
     from factscope.locate.trace import trace_prompt
-    from factscope.report.html import trace_report, write_report
+    from factscope.report.html import write_report
+    from factscope.report.locate_html import trace_report
     from factscope.report.plots import save_figure, trace_heatmap
 
     kinds = split_kinds(kind, tuple(KINDS), "--kind")
@@ -128,7 +129,8 @@ def patch(
 ) -> None:
     """Activation patching: clean activations into the CORRUPT run, one cell at a time."""
     from factscope.locate.patch import PATCH_KINDS, patch_prompts
-    from factscope.report.html import patch_report, write_report
+    from factscope.report.html import write_report
+    from factscope.report.locate_html import patch_report
     from factscope.report.plots import (
         head_heatmap,
         head_position_heatmaps,
@@ -201,7 +203,8 @@ def lens(
     """Logit lens (each layer's residual read through the unembedding) and direct logit
     attribution of the answer to every layer, component and head."""
     from factscope.locate.lens import attribute_prompt, lens_prompt
-    from factscope.report.html import lens_report, write_report
+    from factscope.report.html import write_report
+    from factscope.report.locate_html import lens_report
     from factscope.report.plots import dla_bar, lens_plot, save_figure
 
     fmt = check_format(fmt)

@@ -87,8 +87,10 @@ def neurons(
 ) -> None:
     """Score every MLP neuron for the fact (at the last subject token and the final token),
     read the top ones (AND test, what they write and read) and ablate them."""
+    from factscope.read.ablation import ABLATION_MODES
     from factscope.read.names import parse_variants
-    from factscope.read.neurons import ABLATION_MODES, SUBJECT_METHODS, find_neurons
+    from factscope.read.neuron_scores import SUBJECT_METHODS
+    from factscope.read.neurons import find_neurons
 
     _check_subject(subject)
     if method not in SUBJECT_METHODS:

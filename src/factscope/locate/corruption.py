@@ -158,7 +158,8 @@ class TraceResult:
 
     def _repr_html_(self) -> str:
         """The trace as the reports draw it, inline in a notebook."""
-        from factscope.report.html import render_fragment, trace_sections
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import trace_sections
 
         return render_fragment(trace_sections([self.to_dict()]))
 

@@ -101,7 +101,8 @@ class LensResult:
 
     def _repr_html_(self) -> str:
         """The logit lens as the reports draw it, inline in a notebook."""
-        from factscope.report.html import lens_sections, render_fragment
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import lens_sections
 
         return render_fragment(lens_sections(self.to_dict()))
 
@@ -199,7 +200,8 @@ class DLAResult:
 
     def _repr_html_(self) -> str:
         """The attribution as the reports draw it, inline in a notebook."""
-        from factscope.report.html import dla_sections, render_fragment
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import dla_sections
 
         return render_fragment(dla_sections(self.to_dict()))
 

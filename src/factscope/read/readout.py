@@ -35,7 +35,7 @@ from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import Attention, Transformer
 from factscope.norms import frozen_rms_scale
-from factscope.read.neurons import ForwardCount, SuffixRunner
+from factscope.read.suffix import ForwardCount, SuffixRunner
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:

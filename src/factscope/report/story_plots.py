@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from factscope.predict import Candidate
-    from factscope.read.neurons import AblationCurve
+    from factscope.read.ablation import AblationCurve
 
 
 def prediction_bar(top: Sequence[Candidate]) -> Figure:

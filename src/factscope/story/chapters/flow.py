@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from factscope.report.html import dla_sections
+from factscope.report.locate_html import dla_sections
 from factscope.report.story_html import flow_section
 from factscope.story.chapter import ChapterResult, StoryContext, quoted
 

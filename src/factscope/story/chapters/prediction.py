@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from factscope.report.html import prediction_sections
+from factscope.report.locate_html import prediction_sections
 from factscope.report.story_plots import prediction_bar
 from factscope.story.chapter import ChapterResult, StoryContext, quoted
 

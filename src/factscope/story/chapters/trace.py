@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from factscope.report.html import trace_sections
+from factscope.report.locate_html import trace_sections
 from factscope.story.chapter import ChapterResult, StoryContext, layer_ranges, quoted
 
 
