@@ -30,6 +30,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 
 @app.command()
@@ -53,7 +54,7 @@ def trace(
     approx: Annotated[
         bool, typer.Option("--approx", help="Attribution patching: a fast first-order estimate.")
     ] = False,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -120,7 +121,7 @@ def patch(
         str, typer.Option(help="Comma-separated: resid, attn, mlp, heads, heads_pos.")
     ] = ("resid,attn,mlp,heads"),
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -193,7 +194,7 @@ def lens(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top tokens per layer.")] = 5,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",

@@ -29,6 +29,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 SubjectOpt = Annotated[
     str, typer.Option("--subject", "-s", help="The subject, exactly as written in the prompt.")
@@ -78,7 +79,7 @@ def neurons(
     seed: Annotated[int, typer.Option(help="Seed of the random neurons.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per batched forward.")] = 64,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -127,8 +128,8 @@ def neurons(
     if paths:
         from factscope.report.html import write_report
         from factscope.report.plots import save_figure
-        from factscope.report.read_html import neurons_report
         from factscope.report.read_plots import ablation_plot, and_test_plot, neuron_scores_plot
+        from factscope.report.reading_html import neurons_report
 
         write_json(paths["neurons.json"], data)
         token = result.answer["token"]
@@ -192,7 +193,7 @@ def directions(
         ),
     ] = None,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -217,8 +218,8 @@ def directions(
     if paths:
         from factscope.report.html import write_report
         from factscope.report.plots import save_figure
-        from factscope.report.read_html import directions_report
         from factscope.report.read_plots import cosine_heatmap, projection_heatmap
+        from factscope.report.reading_html import directions_report
 
         write_json(paths["directions.json"], data)
         fig = projection_heatmap(
@@ -265,7 +266,7 @@ def knockout(
     ] = None,
     heads: Annotated[int, typer.Option(min=1, help="Answer-writing heads to read.")] = 5,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -289,8 +290,8 @@ def knockout(
     if paths:
         from factscope.report.html import write_report
         from factscope.report.plots import save_figure
-        from factscope.report.read_html import knockout_report
         from factscope.report.read_plots import knockout_plot
+        from factscope.report.reading_html import knockout_report
 
         write_json(paths["knockout.json"], data)
         fig = knockout_plot(

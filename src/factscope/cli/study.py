@@ -24,6 +24,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 DatasetOpt = Annotated[
     str, typer.Option("--dataset", "-d", help="Packaged dataset name or a .jsonl file.")
@@ -76,7 +77,7 @@ def know(
     ] = 64,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -165,7 +166,7 @@ def probe(
     ] = 32,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -232,7 +233,7 @@ def trace_many(
     ] = False,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",

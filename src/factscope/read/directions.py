@@ -267,7 +267,7 @@ class DirectionsResult:
         return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
-        from factscope.report.read_html import directions_fragment
+        from factscope.report.reading_html import directions_fragment
 
         return directions_fragment(self.to_dict())
 

@@ -83,7 +83,7 @@ class NeuronsResult:
         return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
-        from factscope.report.read_html import neurons_fragment
+        from factscope.report.reading_html import neurons_fragment
 
         return neurons_fragment(self.to_dict())
 

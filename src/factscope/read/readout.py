@@ -138,7 +138,7 @@ class KnockoutResult:
         return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
-        from factscope.report.read_html import knockout_fragment
+        from factscope.report.reading_html import knockout_fragment
 
         return knockout_fragment(self.to_dict())
 

@@ -9,7 +9,7 @@ All user text (prompts, tokens, answers) is escaped; a prompt may contain `<scri
 This module is the page engine: `Section` and `Table`, figures as SVG, `render_report` for a
 whole page, `render_fragment` for a notebook cell or a web view. The builders of each
 result's sections live next to their kind: locate_html.py (trace, patch, lens, DLA, the
-prediction), read_html.py, study_html.py, edit_html.py, superposition_html.py.
+prediction), reading_html.py, study_html.py, edit_html.py, superposition_html.py.
 """
 
 from __future__ import annotations
