@@ -56,6 +56,7 @@ from factscope.locate.corruption import (
 )
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import KVCache, Transformer
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -186,9 +187,9 @@ def trace_fact(
     cells_per_batch = max(1, batch_size // samples)
     tokens_traced = range(setup.subject_span[0], T)
     n_steps = len(setup.kinds) * len(tokens_traced) * math.ceil(L / cells_per_batch)
-    bar = _progress(n_steps, progress)
+    bar = progress_bar(n_steps, progress, "causal trace", "batch")
     results: dict[Kind, TraceResult] = {}
-    with bar:
+    try:
         for kind in setup.kinds:
             scores = torch.full((T, L), corrupted_p, dtype=torch.float64)
             for t in tokens_traced:
@@ -199,26 +200,9 @@ def trace_fact(
                     scores[t, layers] = p.mean(dim=1).double().cpu()
                     bar.update(1)
             results[kind] = setup.result(kind, "exact", clean.p, corrupted_p, scores)
+    finally:
+        bar.close()
     return results
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int, show: bool) -> Any:
-    if not show:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="causal trace", unit="batch", leave=False)
 
 
 # ---- the reference: ROME's algorithm, one full forward per cell ------------------------------

@@ -19,6 +19,7 @@ from torch import Tensor
 from factscope.errors import FactscopeError
 from factscope.hooks import HookFn
 from factscope.model import Transformer
+from factscope.progress import Bar
 from factscope.read.suffix import ForwardCount, SuffixRunner
 
 AblationMode = Literal["zero", "mean"]
@@ -53,7 +54,7 @@ def ablated_answer_probs(
     *,
     batch_size: int = 64,
     count: ForwardCount | None = None,
-    progress: Any = None,
+    progress: Bar | None = None,
 ) -> Tensor:
     """p(answer) with each row's neurons set to `values` (L, F) at token `position`: (R,).
 
@@ -137,7 +138,7 @@ def ablation_curve(
     seed: int = 0,
     batch_size: int = 64,
     count: ForwardCount | None = None,
-    progress: Any = None,
+    progress: Bar | None = None,
 ) -> list[AblationCurve]:
     """One `AblationCurve` per mode in `values` ({"zero": (L, F), "mean": (L, F)})."""
     n_total = model.cfg.n_layers * model.cfg.d_mlp

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from factscope.errors import FactscopeError
+from factscope.progress import Steps
 from factscope.read.superposition import (
     BIN_DEGREES,
     AngleStats,
-    Progress,
     angle_stats,
     frame_bound,
     random_directions,
@@ -126,7 +126,7 @@ def direction_angles(
     layers: Sequence[int] | None = None,
     unembed_sample: int = 4096,
     seed: int = 0,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> ModelAngles:
     """Angle statistics of `lm`'s MLP input directions (gate and up rows), output
     directions (down columns) and unembedding rows (a seeded sample of `unembed_sample`

@@ -22,6 +22,7 @@ from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
 from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
+from factscope.progress import Bar, progress_bar
 from factscope.read.ablation import (
     ABLATION_MODES,
     AblationCurve,
@@ -200,8 +201,7 @@ def find_neurons(
             count=count,
             progress=bar,
         )
-    if bar is not None:
-        bar.close()
+    bar.close()
     return NeuronsResult(
         model=loaded.name,
         prompt=prompt,
@@ -301,7 +301,7 @@ def _top_neurons(
     n_tokens: int,
     batch_size: int,
     count: ForwardCount,
-    progress: Any,
+    progress: Bar,
 ) -> list[NeuronInfo]:
     """The `chosen` neurons at token `t` up close, in rank order: each ablated alone (to its
     mean), its AND test, the tokens it writes and reads."""
@@ -366,14 +366,10 @@ def _progress(
     modes: int,
     top: int,
     batch_size: int,
-) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
+) -> Bar:
     rows = len(ks) * (1 + draws) + 1
     total = len(positions) * (modes * math.ceil(rows / batch_size) + math.ceil(top / batch_size))
-    return tqdm(total=total, desc="neuron ablations", unit="batch", leave=False)
+    return progress_bar(total, enabled, "neuron ablations", "batch")
 
 
 __all__ = ["NeuronsResult", "find_neurons", "reference_names"]

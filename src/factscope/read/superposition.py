@@ -46,6 +46,7 @@ from torch import Tensor
 from torch._C._nn import softshrink  # the out= form: one in-place pass over the Gram block
 
 from factscope.errors import FactscopeError
+from factscope.progress import Steps
 
 VIDEO_CUTOFF = 0.01  # the scene code's dot_diff_cutoff
 VIDEO_LR = 0.01
@@ -53,7 +54,6 @@ VIDEO_STEPS = 250
 BIN_DEGREES = 0.1  # histogram resolution: 1800 bins over 0..180 degrees
 NEAR_LOW, NEAR_HIGH = 89.0, 91.0  # the video's "between 89 and 91 degrees"
 
-Progress = Callable[[int], None]  # called with the number of steps just done
 
 # The penalty on each |dot product| past the cutoff: the scene code's, and a variant.
 LOSSES: dict[str, int] = {"scene": 1, "squared": 2}  # name -> power of relu(|D| - c)
@@ -261,7 +261,7 @@ def optimize_directions(
     cutoff: float = VIDEO_CUTOFF,
     block: int = 512,
     power: int = 1,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> tuple[Tensor, list[float]]:
     """Run the scene code's optimisation from `start` (N, d): Adam (PyTorch defaults,
     betas 0.9 and 0.999) at `lr` for `steps` steps on `video_loss_and_grad`. Returns the
@@ -368,7 +368,7 @@ def run_jl(
     seed: int = 0,
     loss: str = "scene",
     block: int = 512,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> JLResult:
     """The video's experiment end to end: random unit vectors, the optimiser, angle
     statistics before and after, and the bounds."""

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from factscope.load import LoadedModel
+from factscope.progress import Messages
 from factscope.report.html import Section
 from factscope.story.capabilities import available
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -29,7 +28,7 @@ class StoryContext:
     new: str | None
     exact: bool
     samples: int
-    progress: Progress
+    progress: Messages
     probe_facts: int = 300  # facts of the matching dataset the probe trains on (0: no probe)
     probe_known: Path | None = None  # a `factscope know` run: train on the known facts only
     results: dict[str, Any] = field(default_factory=dict)

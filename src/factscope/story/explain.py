@@ -23,8 +23,9 @@ from typing import Any
 
 from factscope.errors import FactscopeError
 from factscope.load import LoadedModel
+from factscope.progress import Messages
 from factscope.report.html import Section, render_report
-from factscope.story.chapter import Chapter, ChapterResult, Progress, StoryContext
+from factscope.story.chapter import Chapter, ChapterResult, StoryContext
 from factscope.story.chapters.edit import edit_chapter
 from factscope.story.chapters.flow import flow_chapter
 from factscope.story.chapters.neurons import neurons_chapter
@@ -99,7 +100,7 @@ def explain_fact(
     samples: int = 3,
     probe_facts: int = 300,
     probe_known: Path | None = None,
-    progress: Progress | None = None,
+    progress: Messages | None = None,
     chapters: Sequence[Chapter] | None = None,
 ) -> Story:
     """Compute every available chapter of the story of the fact in `prompt` about
