@@ -35,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from factscope.hooks import hooks
 from factscope.load import load_model
-from factscope.read.neurons import find_neurons, neuron_set, random_like
+from factscope.read.ablation import neuron_set, random_like
+from factscope.read.neurons import find_neurons
 from machine import machine_report, median_time
 
 PROMPT = "Michael Jordan plays the sport of"

@@ -376,13 +376,9 @@ def job_trace(ctx: Context) -> list[Row]:
     + Gaussian noise), the clean residual after block l restored at token t, p(' basketball')
     averaged over the copies, for every (layer, token) cell."""
     from factscope.load import load_model
+    from factscope.locate.corruption import clean_run, estimate_noise_std, subject_noise
     from factscope.locate.prompts import answer_token
-    from factscope.locate.trace import (
-        clean_run,
-        estimate_noise_std,
-        subject_noise,
-        trace_fact,
-    )
+    from factscope.locate.trace import trace_fact
 
     if (version := peer_version("nnsight")) is None:
         return [skipped("trace", "nnsight")]
@@ -394,7 +390,9 @@ def job_trace(ctx: Context) -> list[Row]:
     samples, T, L = 10, tokens.shape[1], cfg.n_layers
     noise_std = estimate_noise_std(lm.model, lm.tokenizer)
     results, ours = timed_once(
-        lambda: trace_fact(lm.model, tokens, span, answer, ("hidden",), samples, 10, noise_std)
+        lambda: trace_fact(
+            lm.model, tokens, span, answer, kinds=("hidden",), samples=samples, noise_std=noise_std
+        )
     )
     scores = torch.tensor(results["hidden"].scores)  # (T, L)
     floor = ctx.floors.seconds(*trace_work(cfg, T, span[0], samples))

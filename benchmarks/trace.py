@@ -61,7 +61,7 @@ def rome_cell(
 ) -> float:
     """ROME's trace_with_patch for one cell: a batch of 1 clean + S noisy rows, one full
     forward with logits at every position, p(answer) at the last position of the noisy rows."""
-    from factscope.locate.trace import window_layers
+    from factscope.locate.corruption import window_layers
 
     n_layers = len(hf.model.layers)
     batch = tokens.expand(noise.shape[0] + 1, -1)
@@ -106,8 +106,9 @@ def main() -> None:
 
     from factscope.load import load_model
     from factscope.locate.attribution import approx_trace
+    from factscope.locate.corruption import estimate_noise_std, subject_noise
     from factscope.locate.prompts import answer_token
-    from factscope.locate.trace import estimate_noise_std, subject_noise, trace_fact
+    from factscope.locate.trace import trace_fact
 
     lm = load_model(args.model)
     model, tokenizer = lm.model, lm.tokenizer
@@ -128,15 +129,15 @@ def main() -> None:
     )  # warm-up
     _, ours_hidden = timed(
         "ours  exact, hidden",
-        lambda: trace_fact(model, tokens, span, answer.id, ("hidden",), **common),
+        lambda: trace_fact(model, tokens, span, answer.id, kinds=("hidden",), **common),
     )
     ours, ours_all = timed(
         "ours  exact, hidden + mlp + attn",
-        lambda: trace_fact(model, tokens, span, answer.id, KINDS, **common),
+        lambda: trace_fact(model, tokens, span, answer.id, kinds=KINDS, **common),
     )
     approx, ours_approx = timed(
         "ours  --approx (attribution patching), 3 kinds",
-        lambda: approx_trace(model, tokens, span, answer.id, KINDS, **common),
+        lambda: approx_trace(model, tokens, span, answer.id, kinds=KINDS, **common),
     )
 
     print()

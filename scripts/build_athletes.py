@@ -41,16 +41,8 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from factscope.study.datasets import (
-    UNRELATED_PREFIXES,
-    Dataset,
-    Fact,
-    Relation,
-    count_answer_tokens,
-    make_records,
-    subject_key,
-    write_dataset,
-)
+from factscope.study.authoring import UNRELATED_PREFIXES, Fact, make_records, write_dataset
+from factscope.study.datasets import Dataset, Relation, count_answer_tokens, subject_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = ROOT.parent / "shared" / "data" / "athletes"

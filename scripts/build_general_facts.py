@@ -33,15 +33,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from factscope.study.datasets import (
-    UNRELATED_PREFIXES,
-    Dataset,
-    Fact,
-    Relation,
-    count_answer_tokens,
-    make_records,
-    write_dataset,
-)
+from factscope.study.authoring import UNRELATED_PREFIXES, Fact, make_records, write_dataset
+from factscope.study.datasets import Dataset, Relation, count_answer_tokens
 from factscope.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from factscope.load import load_model
 from factscope.locate.attribution import approx_trace
+from factscope.locate.corruption import KINDS, TraceOptions, estimate_noise_std
 from factscope.locate.prompts import answer_token
-from factscope.locate.trace import KINDS, estimate_noise_std, trace_fact
+from factscope.locate.trace import trace_fact
 
 TEMPLATE = "Fact: Tiger Woods plays the sport of golf\nFact: {} plays the sport of"
 
@@ -133,12 +134,12 @@ def main() -> None:
         tokens = lm.encode(prompt)
         span = tokenizer.find_subject_span(prompt, fact["name"])
         answer_id = answer_token(tokenizer, fact["sport"]).id
-        common = (model, tokens, span, answer_id, KINDS, args.samples, 10, noise_std, 0)
+        options = TraceOptions(kinds=KINDS, samples=args.samples, window=10, noise_std=noise_std)
         start = time.perf_counter()
-        exact = trace_fact(*common)
+        exact = trace_fact(model, tokens, span, answer_id, **options)
         seconds["exact"] += time.perf_counter() - start
         start = time.perf_counter()
-        approx = approx_trace(*common)
+        approx = approx_trace(model, tokens, span, answer_id, **options)
         seconds["approx"] += time.perf_counter() - start
         entry: dict[str, Any] = {**fact, "subject_span": list(span), "kinds": {}}
         for kind in KINDS:

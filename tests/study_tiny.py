@@ -6,7 +6,8 @@ import random
 from pathlib import Path
 
 from factscope.load import LoadedModel, load_model
-from factscope.study.datasets import Dataset, Fact, Relation, dataset_lines, make_records
+from factscope.study.authoring import Fact, make_records
+from factscope.study.datasets import Dataset, Relation, dataset_lines
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
 
 # answers: three are single tokens of the tiny vocabulary (" of", " the", " sport"), "golf"

@@ -12,19 +12,16 @@ import pytest
 
 from factscope.errors import FactscopeError
 from factscope.registry import MODELS
+from factscope.study.authoring import UNRELATED_PREFIXES, Fact, make_records, write_dataset
 from factscope.study.datasets import (
-    UNRELATED_PREFIXES,
-    Fact,
     InvalidDataset,
     Relation,
     dataset_lines,
     dataset_path,
     list_datasets,
     load_dataset,
-    make_records,
     parse_dataset,
     subject_key,
-    write_dataset,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel
 from factscope.model import Transformer
 from factscope.scratch.bpe import train_bpe
-from factscope.scratch.explain import (
+from factscope.scratch.walkthrough import (
     ARTICLE_INPUT,
     basics_forward,
     explain_layer,

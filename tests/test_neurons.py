@@ -14,21 +14,12 @@ from factscope.hooks import HookFn, hooks
 from factscope.load import LoadedModel, load_model
 from factscope.locate.lens import direct_logit_attribution
 from factscope.model import Transformer
+from factscope.read.ablation import ablated_answer_probs, ablation_curve, neuron_set, random_like
 from factscope.read.names import build_variants, parse_variants
-from factscope.read.neurons import (
-    AND_FRACTION,
-    ForwardCount,
-    SuffixRunner,
-    ablated_answer_probs,
-    ablation_curve,
-    and_verdict,
-    final_contributions,
-    find_neurons,
-    neuron_set,
-    random_like,
-    ranking,
-    subject_attribution,
-)
+from factscope.read.neuron_info import AND_FRACTION, and_verdict
+from factscope.read.neuron_scores import final_contributions, ranking, subject_attribution
+from factscope.read.neurons import find_neurons
+from factscope.read.suffix import ForwardCount, SuffixRunner
 from reference_models import random_model
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
 
@@ -164,7 +155,7 @@ def test_gradient_times_activation_matches_finite_differences() -> None:
     position = 3
     mean = torch.zeros(model.cfg.n_layers, model.cfg.d_mlp)
     scores = subject_attribution(model, TOKENS, ANSWER, position, mean)
-    from factscope.read.neurons import neuron_activations
+    from factscope.read.neuron_scores import neuron_activations
 
     acts = neuron_activations(model, TOKENS)[0, :, position]  # (L, F)
     for layer, index in [(0, 2), (1, 7), (2, 11)]:

@@ -13,8 +13,8 @@ from factscope.hooks import hooks, run_with_cache
 from factscope.load import LoadedModel, load_model
 from factscope.locate.lens import direct_logit_attribution
 from factscope.model import Transformer
-from factscope.read.neurons import ForwardCount
 from factscope.read.readout import answer_heads, knock_out, knockout_probs, source_positions
+from factscope.read.suffix import ForwardCount
 from test_neurons import build, close
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
 

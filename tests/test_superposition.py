@@ -14,10 +14,10 @@ import torch
 
 from factscope.cli import main
 from factscope.errors import FactscopeError
+from factscope.read.model_angles import direction_angles
 from factscope.read.superposition import (
     angle_stats,
     capacity_point,
-    direction_angles,
     frame_bound,
     max_abs_cos,
     optimize_directions,
@@ -190,7 +190,9 @@ def test_phase_diagram_corners() -> None:
     grid = phase.phase  # rows: density, columns: relative importance
     assert grid[0][0] == 0  # dense, extra feature unimportant: dropped
     assert grid[0][1] == 1  # dense, extra feature more important: it takes the dimension
-    assert grid[1][1] == 2 or grid[1][0] == 2  # sparse: superposition somewhere
+    # sparse, extra feature more important: both share the one dimension (seeds 0, 1, 2 all
+    # give it; the sparse, unimportant cell sits near the boundary and is left unasserted)
+    assert grid[1][1] == 2
 
 
 # ---- a model's directions -----------------------------------------------------------------

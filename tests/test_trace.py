@@ -11,7 +11,7 @@ from factscope.config import tiny_config
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.locate.attribution import approx_trace
-from factscope.locate.trace import (
+from factscope.locate.corruption import (
     KINDS,
     TraceResult,
     clean_run,
@@ -19,10 +19,9 @@ from factscope.locate.trace import (
     estimate_noise_std,
     restored_sites,
     subject_noise,
-    trace_fact,
-    trace_fact_reference,
     window_layers,
 )
+from factscope.locate.trace import trace_fact, trace_fact_reference
 from factscope.model import Transformer
 from factscope.registry import MODELS
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from factscope.config import ModelConfig
 from factscope.errors import FactscopeError, UnsupportedModelError
 from factscope.model import Transformer
-from factscope.registry import resolve_model
+from factscope.registry import DEFAULT_MODEL, resolve_model
 from factscope.tokenizer import Tokenizer
 from factscope.weights import cache
 from factscope.weights.convert import (
@@ -86,7 +86,7 @@ def parse_device(name: str) -> torch.device:
 
 
 def load_model(
-    spec: str | Path = "gemma-3-270m",
+    spec: str | Path = DEFAULT_MODEL,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,

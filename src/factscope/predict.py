@@ -34,7 +34,8 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         """The top tokens as the reports show them, inline in a notebook."""
-        from factscope.report.html import prediction_sections, render_fragment
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import prediction_sections
 
         return render_fragment(prediction_sections(self.to_dict()))
 

@@ -12,12 +12,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from factscope.errors import FactscopeError
+
+if TYPE_CHECKING:
+    from factscope.load import LoadedModel
 
 app = typer.Typer(
     add_completion=False,
@@ -48,7 +51,7 @@ def status(message: str) -> Iterator[None]:
         yield
 
 
-def load(model: str, device: str = "cpu", dtype: str = "float32") -> Any:
+def load(model: str, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """The LoadedModel named by --model, on --device in --dtype."""
     from factscope.load import load_model, parse_device, parse_dtype
 

@@ -23,12 +23,13 @@ from factscope.cli.common import (
     status,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 
 @app.command()
 def predict(
     prompt: str,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many candidates.")] = 10,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
@@ -58,7 +59,7 @@ def predict(
 @app.command()
 def generate(
     prompt: str,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1)] = 30,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
@@ -119,9 +120,7 @@ def _params_table(title: str, counts: dict[str, Any]) -> Table:
 
 
 @app.command()
-def info(
-    model: Annotated[str, typer.Argument()] = "gemma-3-270m", as_json: JsonOpt = False
-) -> None:
+def info(model: Annotated[str, typer.Argument()] = DEFAULT_MODEL, as_json: JsonOpt = False) -> None:
     """Show MODEL's config and its parameter counts by component (no weights loaded)."""
     from factscope.load import load_config
     from factscope.read.params import count_params

@@ -30,6 +30,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 
 @app.command()
@@ -53,15 +54,17 @@ def trace(
     approx: Annotated[
         bool, typer.Option("--approx", help="Attribution patching: a fast first-order estimate.")
     ] = False,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
     force: ForceOpt = False,
 ) -> None:
     """Causal tracing (ROME): corrupt SUBJECT with noise, restore states one cell at a time."""
-    from factscope.locate.trace import KINDS, trace_prompt
-    from factscope.report.html import trace_report, write_report
+    from factscope.locate.corruption import KINDS
+    from factscope.locate.trace import trace_prompt
+    from factscope.report.html import write_report
+    from factscope.report.locate_html import trace_report
     from factscope.report.plots import save_figure, trace_heatmap
 
     kinds = split_kinds(kind, tuple(KINDS), "--kind")
@@ -120,7 +123,7 @@ def patch(
         str, typer.Option(help="Comma-separated: resid, attn, mlp, heads, heads_pos.")
     ] = ("resid,attn,mlp,heads"),
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -129,7 +132,8 @@ def patch(
 ) -> None:
     """Activation patching: clean activations into the CORRUPT run, one cell at a time."""
     from factscope.locate.patch import PATCH_KINDS, patch_prompts
-    from factscope.report.html import patch_report, write_report
+    from factscope.report.html import write_report
+    from factscope.report.locate_html import patch_report
     from factscope.report.plots import (
         head_heatmap,
         head_position_heatmaps,
@@ -192,7 +196,7 @@ def lens(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top tokens per layer.")] = 5,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -202,7 +206,8 @@ def lens(
     """Logit lens (each layer's residual read through the unembedding) and direct logit
     attribution of the answer to every layer, component and head."""
     from factscope.locate.lens import attribute_prompt, lens_prompt
-    from factscope.report.html import lens_report, write_report
+    from factscope.report.html import write_report
+    from factscope.report.locate_html import lens_report
     from factscope.report.plots import dla_bar, lens_plot, save_figure
 
     fmt = check_format(fmt)

@@ -29,6 +29,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 SubjectOpt = Annotated[
     str, typer.Option("--subject", "-s", help="The subject, exactly as written in the prompt.")
@@ -80,7 +81,7 @@ def neurons(
     ] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per batched forward.")] = 64,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -89,8 +90,10 @@ def neurons(
 ) -> None:
     """Score every MLP neuron for the fact (at the last subject token and the final token),
     read the top ones (AND test, what they write and read) and ablate them."""
+    from factscope.read.ablation import ABLATION_MODES
     from factscope.read.names import parse_variants
-    from factscope.read.neurons import ABLATION_MODES, SUBJECT_METHODS, find_neurons
+    from factscope.read.neuron_scores import SUBJECT_METHODS
+    from factscope.read.neurons import find_neurons
 
     _check_subject(subject)
     if method not in SUBJECT_METHODS:
@@ -127,8 +130,8 @@ def neurons(
     if paths:
         from factscope.report.html import write_report
         from factscope.report.plots import save_figure
-        from factscope.report.read_html import neurons_report
         from factscope.report.read_plots import ablation_plot, and_test_plot, neuron_scores_plot
+        from factscope.report.reading_html import neurons_report
 
         write_json(paths["neurons.json"], data)
         token = result.answer["token"]
@@ -193,7 +196,7 @@ def directions(
         ),
     ] = None,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -218,8 +221,8 @@ def directions(
     if paths:
         from factscope.report.html import write_report
         from factscope.report.plots import save_figure
-        from factscope.report.read_html import directions_report
         from factscope.report.read_plots import cosine_heatmap, projection_heatmap
+        from factscope.report.reading_html import directions_report
 
         write_json(paths["directions.json"], data)
         fig = projection_heatmap(
@@ -266,7 +269,7 @@ def knockout(
     ] = None,
     heads: Annotated[int, typer.Option(min=1, help="Answer-writing heads to read.")] = 5,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -290,8 +293,8 @@ def knockout(
     if paths:
         from factscope.report.html import write_report
         from factscope.report.plots import save_figure
-        from factscope.report.read_html import knockout_report
         from factscope.report.read_plots import knockout_plot
+        from factscope.report.reading_html import knockout_report
 
         write_json(paths["knockout.json"], data)
         fig = knockout_plot(

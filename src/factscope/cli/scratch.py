@@ -24,6 +24,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 explain_app = typer.Typer(help="Worked examples: the article's first network, a real block.")
 app.add_typer(explain_app, name="explain")
@@ -37,7 +38,7 @@ def explain_basics(
 ) -> None:
     """The leaf/flower network of "Understanding LLMs from scratch using middle school
     math", as arithmetic you can check, then trained by gradient descent."""
-    from factscope.scratch.explain import (
+    from factscope.scratch.walkthrough import (
         ARTICLE_NUMBERS,
         OUR_NUMBERS,
         basics_forward,
@@ -63,15 +64,15 @@ def explain_layer(
     layer: Annotated[int, typer.Option(min=0, help="Which block.")],
     token: Annotated[int, typer.Option(help="Token index (negative counts from the end).")] = -1,
     values: Annotated[int, typer.Option(min=1, help="Numbers shown per step.")] = 4,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     as_json: JsonOpt = False,
 ) -> None:
     """One token's trip through one block: norm, Q/K/V, attention weights, MLP, residual adds,
     each read from the model's hook sites."""
-    from factscope.scratch.explain import explain_layer as trip_through
-    from factscope.scratch.explain import layer_lines
+    from factscope.scratch.walkthrough import explain_layer as trip_through
+    from factscope.scratch.walkthrough import layer_lines
 
     if not prompt.strip():
         raise FactscopeError("the prompt is empty; give some text")
@@ -245,7 +246,7 @@ def _run_tokenizer(run: Path | None, docs: list[str], extra: Path | None, vocab_
 @app.command()
 def knowledge(
     corpus_dir: Annotated[Path, typer.Option("--corpus", help="Folder from `factscope corpus`.")],
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     limit: Annotated[int | None, typer.Option(min=1, help="Questions per split at most.")] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for the JSON.")

@@ -24,6 +24,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 DatasetOpt = Annotated[
     str, typer.Option("--dataset", "-d", help="Packaged dataset name or a .jsonl file.")
@@ -76,7 +77,7 @@ def know(
     ] = 64,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -167,7 +168,7 @@ def probe(
     ] = 32,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
@@ -234,14 +235,14 @@ def trace_many(
     ] = False,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     fmt: FormatOpt = "png",
     force: RunForceOpt = False,
 ) -> None:
     """Causal traces averaged over many known facts, grouped as in ROME's Figure 2."""
-    from factscope.locate.trace import KINDS
+    from factscope.locate.corruption import KINDS
     from factscope.report.study_html import trace_many_report
     from factscope.report.study_plots import average_trace_heatmaps
     from factscope.study.datasets import load_dataset

@@ -29,6 +29,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 superposition = typer.Typer(
     no_args_is_help=True,
@@ -269,7 +270,7 @@ def toy(
 
 @superposition.command("model")
 def model_angles(
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     kind: Annotated[str, typer.Option(help="Comma-separated: gate, up, down, unembed.")] = (
         "gate,up,down,unembed"
     ),
@@ -290,7 +291,7 @@ def model_angles(
     """Angles between the model's MLP input directions (gate, up rows), output directions
     (down columns) and unembedding rows, against random directions and the bounds."""
     from factscope.cli.common import split_kinds
-    from factscope.read.superposition import MODEL_KINDS, direction_angles
+    from factscope.read.model_angles import MODEL_KINDS, direction_angles
 
     kinds = split_kinds(kind, MODEL_KINDS, "--kind")
     chosen = _numbers(layers, int, "--layers") if layers is not None else None

@@ -20,6 +20,7 @@ from factscope.cli.common import (
     status,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -30,7 +31,7 @@ def serve(
         str, typer.Option(help="Address to bind; anything but 127.0.0.1 opens it to others.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     runs: Annotated[
@@ -87,7 +88,7 @@ def explain_fact(
         Path | None,
         typer.Option(help="A `factscope know` run: train the probe on the known facts only."),
     ] = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,

@@ -21,22 +21,22 @@ layers, where p jumps back to the clean value through the softmax).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 import torch
 from torch import Tensor
 
 from factscope.hooks import hooks
-from factscope.locate.trace import (
+from factscope.locate.corruption import (
     KINDS,
     CleanRun,
+    Corruption,
     Kind,
+    TraceOptions,
     TraceResult,
-    _result,
-    _setup,
     answer_probability,
     clean_run,
     corrupt_embed_hook,
-    subject_noise,
     window_layers,
 )
 from factscope.model import Transformer
@@ -97,19 +97,14 @@ def approx_trace(
     tokens: Tensor,
     subject_span: tuple[int, int],
     answer_id: int,
-    kinds: Sequence[str] = KINDS,
-    samples: int = 10,
-    window: int = 10,
-    noise_std: float | None = None,
-    seed: int = 0,
+    **options: Unpack[TraceOptions],
 ) -> dict[Kind, TraceResult]:
     """The causal trace of `trace_fact`, estimated by attribution patching: the same
     noise (same seed), the same cells and the same TraceResult, with method="approx" and
     scores = corrupted p + the first-order estimate of what restoring each cell adds."""
-    setup = _setup(model, tokens, subject_span, answer_id, kinds, samples, window, noise_std, seed)
-    L = model.cfg.n_layers
-    start, stop = setup.subject_span
-    noise = subject_noise(samples, stop - start, model.cfg.d_model, setup.noise_std, seed)
+    setup = Corruption.of(model, tokens, subject_span, answer_id, **options)
+    L, window = model.cfg.n_layers, setup.window
+    noise = setup.noise(model.cfg.d_model)
     clean = clean_run(model, setup.tokens, answer_id)
     p, terms = attribution_terms(
         model, setup.tokens, setup.subject_span, answer_id, noise, clean, setup.kinds
@@ -126,5 +121,5 @@ def approx_trace(
                 [per_layer[:, window_layers(l, window, L)].sum(-1) for l in range(L)], dim=1
             )
         scores = corrupted_p + gain.cpu()
-        results[kind] = _result(setup, kind, "approx", clean_p, corrupted_p, scores)
+        results[kind] = setup.result(kind, "approx", clean_p, corrupted_p, scores)
     return results

@@ -37,7 +37,8 @@ from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel
 from factscope.locate.prompts import AnswerToken, answer_token, encode_prompt, predicted_answer
-from factscope.model import Attention, RMSNorm, Transformer
+from factscope.model import Attention, Transformer
+from factscope.norms import frozen_rms_scale
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 
@@ -100,7 +101,8 @@ class LensResult:
 
     def _repr_html_(self) -> str:
         """The logit lens as the reports draw it, inline in a notebook."""
-        from factscope.report.html import lens_sections, render_fragment
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import lens_sections
 
         return render_fragment(lens_sections(self.to_dict()))
 
@@ -198,7 +200,8 @@ class DLAResult:
 
     def _repr_html_(self) -> str:
         """The attribution as the reports draw it, inline in a notebook."""
-        from factscope.report.html import dla_sections, render_fragment
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import dla_sections
 
         return render_fragment(dla_sections(self.to_dict()))
 
@@ -212,12 +215,6 @@ class DLAResult:
     def top_components(self, k: int = 5) -> list[tuple[str, float]]:
         """The k components with the largest attribution (most positive first)."""
         return sorted(self.components().items(), key=lambda kv: -kv[1])[:k]
-
-
-def _frozen_rms_scale(norm: RMSNorm, x: Tensor) -> Tensor:
-    """1 / rms(x) as the norm computes it, over the last dim: (..., D) -> (..., 1)."""
-    x32 = x.float()
-    return torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + norm.eps)
 
 
 @torch.no_grad()
@@ -252,7 +249,7 @@ def direct_logit_attribution(
     logit = logits[answer_id] - (logits[baseline_id] if baseline_id is not None else 0)
 
     final = cache[f"blocks.{L - 1}.resid_post"][0, -1]  # (D,)
-    scale = _frozen_rms_scale(model.norm, final).double()  # (1,)
+    scale = frozen_rms_scale(model.norm, final).double()  # (1,)
     readout = scale * model.norm.weight.double() * direction  # (D,): dla(c) = c . readout
 
     def dla(c: Tensor) -> Tensor:
@@ -270,7 +267,7 @@ def direct_logit_attribution(
         post = attention.post_norm
         if post is not None:  # Gemma: freeze the post-norm's scale at the whole output's
             total = attention.o_proj(cache[f"blocks.{i}.attn.z"][0, -1].flatten())  # (D,)
-            per_head = per_head * _frozen_rms_scale(post, total).double() * post.weight.double()
+            per_head = per_head * frozen_rms_scale(post, total).double() * post.weight.double()
         heads[i] = per_head @ readout  # (H,)
     total_sum = float(embed + attn.sum() + mlp.sum())
     return DLAResult(

@@ -92,7 +92,8 @@ class PatchResult:
 
     def _repr_html_(self) -> str:
         """The patching heatmaps as the reports draw them, inline in a notebook."""
-        from factscope.report.html import patch_sections, render_fragment
+        from factscope.report.html import render_fragment
+        from factscope.report.locate_html import patch_sections
 
         return render_fragment(patch_sections(self.to_dict()))
 

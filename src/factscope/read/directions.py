@@ -31,9 +31,10 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
-from factscope.locate.lens import _frozen_rms_scale, lens_residuals, lens_sites
+from factscope.locate.lens import lens_residuals, lens_sites
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import Transformer
+from factscope.norms import frozen_rms_scale
 from factscope.read.names import relation_prompts
 from factscope.tokenizer import Tokenizer, spell_tokens
 
@@ -202,7 +203,7 @@ def mean_directions(
         readout_dir = g * model.unembed.weight[answer_id].float()  # (D,)
         num = den = num_out = den_out = 0.0
         for n in inside.nonzero()[:, 0].tolist():
-            scale = _frozen_rms_scale(model.norm, x[n])  # (1,)
+            scale = frozen_rms_scale(model.norm, x[n])  # (1,)
             r = scale * readout_dir  # (D,): logit = x . r with the scale frozen
             delta = x[n] - mu
             part, whole = float((delta @ unit) * (unit @ r)), float(delta @ r)
@@ -266,7 +267,7 @@ class DirectionsResult:
         return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
-        from factscope.report.read_html import directions_fragment
+        from factscope.report.reading_html import directions_fragment
 
         return directions_fragment(self.to_dict())
 

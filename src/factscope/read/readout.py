@@ -30,11 +30,12 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.hooks import HookFn, run_with_cache
-from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution
+from factscope.locate.corruption import window_layers
+from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
-from factscope.locate.trace import window_layers
 from factscope.model import Attention, Transformer
-from factscope.read.neurons import ForwardCount, SuffixRunner
+from factscope.norms import frozen_rms_scale
+from factscope.read.suffix import ForwardCount, SuffixRunner
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class KnockoutResult:
         return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
-        from factscope.report.read_html import knockout_fragment
+        from factscope.report.reading_html import knockout_fragment
 
         return knockout_fragment(self.to_dict())
 
@@ -174,7 +175,7 @@ def answer_heads(
         out, ov = w_o @ z, w_o @ v  # (D,) each
         if attention.post_norm is not None:  # the post-norm's frozen scale, as in DLA
             total = attention.o_proj(cache[f"blocks.{layer}.attn.z"][0, -1].flatten())
-            gain = _frozen_rms_scale(attention.post_norm, total)[0] * attention.post_norm.weight
+            gain = frozen_rms_scale(attention.post_norm, total)[0] * attention.post_norm.weight
             out, ov = out * gain, ov * gain
         directions += [out, ov]
         pattern = cache[f"blocks.{layer}.attn.pattern"][0, head, -1]  # (S,)

@@ -26,7 +26,7 @@ Measurements, each as the paper defines it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,7 @@ import torch
 from torch import Tensor
 
 from factscope.errors import FactscopeError
-
-Progress = Callable[[int], None]
+from factscope.progress import Steps
 
 PAPER_SPARSITIES = (0.0, 0.7, 0.9, 0.97, 0.99, 0.997, 0.999)  # the paper's n=20, m=5 figure
 STICKY_FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8)  # plateaus of m / ||W||_F^2
@@ -59,7 +58,7 @@ def train_toy_models(
     density: Tensor,
     importance: Tensor,
     *,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Train one toy model per instance; return W (I, m, n), b (I, n) and the final loss
     per instance (I,), averaged over the last 10% of steps.
@@ -216,7 +215,7 @@ def sparsity_sweep(
     sparsities: Sequence[float] = PAPER_SPARSITIES,
     importance_decay: float = 0.7,
     *,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> list[ToyModelSummary]:
     """The paper's first figure: n features of importance decay^i into m dimensions, one
     model per sparsity."""
@@ -235,7 +234,7 @@ def sparsity_sweep(
 
 
 def dimensionality_sweep(
-    setup: ToySetup, densities: Sequence[float], *, progress: Progress | None = None
+    setup: ToySetup, densities: Sequence[float], *, progress: Steps | None = None
 ) -> list[ToyModelSummary]:
     """Features of equal importance at many densities: m / ||W||_F^2 and each feature's
     dimensionality D_i, the paper's "feature dimensionality" figure."""
@@ -258,7 +257,7 @@ def phase_diagram(
     lr: float = 1e-2,
     seeds: int = 2,
     seed: int = 0,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> PhaseDiagram:
     """Train n=2, m=1 models over the grid (feature density x relative importance of the
     second feature; the first has importance 1), `seeds` runs per cell keeping the one
@@ -305,7 +304,7 @@ def run_toy(
     min_density: float = 0.003,
     phase_points: int = 16,
     phase_steps: int = 4000,
-    progress: Progress | None = None,
+    progress: Steps | None = None,
 ) -> ToyResult:
     """All three toy experiments with the given setups (see `ToyResult`)."""
     sweep = sparsity_sweep(sweep_setup, sparsities, importance_decay, progress=progress)

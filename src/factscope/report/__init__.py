@@ -1,15 +1,7 @@
 """Results into figures and one-file HTML reports; plain data in, nothing from the model."""
 
-from factscope.report.html import (
-    Section,
-    Table,
-    lens_report,
-    patch_report,
-    read_report_data,
-    render_report,
-    trace_report,
-    write_report,
-)
+from factscope.report.html import Section, Table, read_report_data, render_report, write_report
+from factscope.report.locate_html import lens_report, patch_report, trace_report
 from factscope.report.plots import (
     dla_bar,
     head_heatmap,

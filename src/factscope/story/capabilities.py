@@ -2,8 +2,10 @@
 
 The story page and the web app show a section (or a view) only when the module it needs
 imports and exposes the functions it calls. Capabilities land at different times; a
-missing one leaves its section out instead of breaking the page. The check is the one
-place that imports a capability speculatively: `Capability.available()`.
+missing one (its module not there, or an optional library it needs not installed) leaves
+its section out instead of breaking the page, while an import error inside factscope itself
+is raised. The check is the one place that imports a capability speculatively:
+`Capability.available()`.
 """
 
 from __future__ import annotations
@@ -39,9 +41,22 @@ class Capability:
 def _module_with(module: str, names: tuple[str, ...]) -> ModuleType | None:
     try:
         found = importlib.import_module(module)
-    except ImportError:  # the capability has not landed (or its dependencies are missing)
+    except ModuleNotFoundError as error:
+        if not _not_installed(error.name, module):
+            raise  # an import bug inside factscope: say so, never drop the chapter
         return None
     return found if all(hasattr(found, n) for n in names) else None
+
+
+def _not_installed(missing: str | None, module: str) -> bool:
+    """Whether the module Python could not find is the capability's own (it has not landed)
+    or a library outside factscope (an optional dependency that is not installed). Any other
+    failed import (another factscope module, a name missing from one) is a bug."""
+    if missing is None:
+        return False
+    if module == missing or module.startswith(missing + "."):
+        return True
+    return missing.partition(".")[0] != "factscope"
 
 
 CAPABILITIES: dict[str, Capability] = {
@@ -53,7 +68,7 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(
             "trace",
             "factscope.locate.trace",
-            ("trace_prompt", "TraceResult"),
+            ("trace_prompt", "trace_fact"),
             "causal tracing (exact and attribution patching)",
         ),
         Capability(

@@ -71,7 +71,7 @@ class FlowResult:
 
     def _repr_html_(self) -> str:
         from factscope.report.html import render_fragment
-        from factscope.story.explain import flow_section
+        from factscope.report.story_html import flow_section
 
         return render_fragment([flow_section(self.to_dict())])
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from factscope import __version__
 from factscope.errors import FactscopeError
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -321,7 +322,7 @@ def run_sweep_batches(
         if backend == "ray" and batches
         else _run_local(batch_fn, batches)
     )
-    bar = _progress(len(items), resumed, desc, progress)
+    bar = progress_bar(len(items), progress, desc, " facts", initial=resumed, leave=True)
     start = time.perf_counter()
     new = 0
     with (run_dir / RECORDS_FILE).open("a", encoding="utf-8") as f:
@@ -339,12 +340,10 @@ def run_sweep_batches(
             f.write("".join(lines))
             f.flush()
             new += len(records)
-            if bar is not None:
-                bar.update(len(records))
+            bar.update(len(records))
         os.fsync(f.fileno())
     elapsed = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
+    bar.close()
     if progress:
         rate = f", {new / elapsed:.1f} facts/s" if new and elapsed > 0 else ""
         print(
@@ -386,12 +385,3 @@ class _PerItem:
 
     def __call__(self, batch: list[Any]) -> list[Record]:
         return [{"id": item_id(item), **self.work_fn(item)} for item in batch]
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr counting facts, with facts/s."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit=" facts", dynamic_ncols=True)

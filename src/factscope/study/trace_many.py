@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from factscope.errors import FactscopeError
-from factscope.locate.trace import KINDS, estimate_noise_std, trace_fact
+from factscope.locate.attribution import approx_trace
+from factscope.locate.corruption import KINDS, TraceOptions, estimate_noise_std
+from factscope.locate.trace import trace_fact
 from factscope.study.datasets import Dataset, FactRecord, answer_token_ids
 from factscope.study.sweep import ModelWork, run_sweep
 
@@ -90,14 +92,15 @@ class TraceWork(ModelWork):
         tokens = lm.encode(text)
         span = lm.tokenizer.find_subject_span(text, fact.subject)
         answer_id = answer_token_ids(lm.tokenizer, fact.answer)[0]
-        args = (lm.model, tokens, span, answer_id, o["kinds"], o["samples"], o["window"],
-                o["noise_std"], o["seed"])  # fmt: skip
-        if o["approx"]:
-            from factscope.locate.attribution import approx_trace
-
-            results = approx_trace(*args)
-        else:
-            results = trace_fact(*args)
+        options = TraceOptions(
+            kinds=o["kinds"],
+            samples=o["samples"],
+            window=o["window"],
+            noise_std=o["noise_std"],
+            seed=o["seed"],
+        )
+        tracer = approx_trace if o["approx"] else trace_fact
+        results = tracer(lm.model, tokens, span, answer_id, **options)
         first = next(iter(results.values()))
         start, stop = span
         return {

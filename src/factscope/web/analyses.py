@@ -1,29 +1,41 @@
 """The bodies of the web app's jobs: each holds the model, calls a library function, and
 returns plain JSON data. The page draws the data; nothing here knows about HTML.
 
-Every body takes the ModelHost, the validated request (a dict) and a JobContext, and
-reports progress through the context (which is also where a cancel request stops it).
+Every body takes the ModelHost, the validated request (its model in schemas.py) and a
+JobContext, and reports progress through the context (which is also where a cancel request
+stops it). `JOB_KINDS` names them for the routes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from factscope.hooks import hooks
 from factscope.web.host import ModelHost
 from factscope.web.jobs import JobContext
+from factscope.web.schemas import (
+    AttentionRequest,
+    EditJobRequest,
+    FlowRequest,
+    ModelRequest,
+    NeuronsRequest,
+    SuperpositionRequest,
+    TraceRequest,
+)
 
 
-def flow_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+def flow_job(host: ModelHost, request: FlowRequest, context: JobContext) -> dict[str, Any]:
     """The logit lens of the answer at every (layer, token) and the heads that move it."""
     from factscope.story.flow import flow_of_fact
 
     context.report(0.0, "waiting for the model")
     with host.use("job:flow", yield_to_predictions=True) as lm:
         context.report(0.1, "reading every layer through the unembedding")
-        flow = flow_of_fact(lm, request["prompt"], request.get("subject"), request.get("answer"))
+        flow = flow_of_fact(lm, request.prompt, request.subject, request.answer)
     return flow.to_dict()
 
 
@@ -42,13 +54,23 @@ def _progress_hook(
     return count
 
 
-def trace_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+def trace_job(host: ModelHost, request: TraceRequest, context: JobContext) -> dict[str, Any]:
     """Causal trace of the three kinds. Approximate: one pass. Exact: one kind at a time,
     releasing the model between kinds (predictions typed meanwhile go through), with
     progress counted by a hook on the last block, which every re-run batch passes once."""
-    from factscope.locate.trace import KINDS, trace_prompt
+    from factscope.locate.corruption import KINDS, TraceSpec
+    from factscope.locate.trace import trace_spec
 
-    exact = request["method"] == "exact"
+    spec = TraceSpec(
+        request.prompt,
+        request.subject,
+        request.answer,
+        samples=request.samples,
+        window=request.window,
+        seed=request.seed,
+    )
+    method = request.method
+    exact = method == "exact"
     kinds_per_step = [[kind] for kind in KINDS] if exact else [list(KINDS)]
     traces: list[dict[str, Any]] = []
     for step, kinds in enumerate(kinds_per_step):
@@ -56,28 +78,18 @@ def trace_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> 
         context.report(base, f"waiting for the model ({', '.join(kinds)})")
         with host.use(f"job:trace:{kinds[0]}", yield_to_predictions=True) as lm:
             L = lm.cfg.n_layers
-            n_tokens = len(lm.tokenizer.encode(request["prompt"]))
-            per_batch = max(1, 256 // request["samples"])
+            n_tokens = len(lm.tokenizer.encode(request.prompt))
+            per_batch = max(1, 256 // request.samples)
             total = n_tokens * math.ceil(L / per_batch) + 2  # an upper bound of re-runs
             share = 1.0 / len(kinds_per_step)
             count = _progress_hook(context, base, share, total, f"tracing {', '.join(kinds)}")
             with hooks(lm.model, {f"blocks.{L - 1}.resid_post": count}):
-                results = trace_prompt(
-                    lm,
-                    request["prompt"],
-                    request["subject"],
-                    request.get("answer"),
-                    kinds=kinds,
-                    samples=request["samples"],
-                    window=request["window"],
-                    seed=request["seed"],
-                    method=request["method"],
-                )
+                results = trace_spec(lm, dataclasses.replace(spec, kinds=kinds), method=method)
         traces += [r.to_dict() for r in results.values()]
     return {"traces": traces}
 
 
-def edit_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+def edit_job(host: ModelHost, request: EditJobRequest, context: JobContext) -> dict[str, Any]:
     """Apply a rank-one edit to the served model (kept until undone) and measure the prompt,
     paraphrases and neighbours before and after."""
     from factscope.locate.prompts import encode_prompt, predicted_answer
@@ -85,23 +97,23 @@ def edit_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> d
 
     context.report(0.0, "waiting for the model")
     with host.use("job:edit", yield_to_predictions=True) as lm:
-        tokens = encode_prompt(lm.model, lm.tokenizer, request["prompt"])
-        old = request.get("old") or predicted_answer(lm.model, lm.tokenizer, tokens).text
+        tokens = encode_prompt(lm.model, lm.tokenizer, request.prompt)
+        old = request.old or predicted_answer(lm.model, lm.tokenizer, tokens).text
         probes = test_prompts(
-            request["prompt"], request["subject"], request.get("paraphrases"),
-            request.get("neighbours"),
+            request.prompt, request.subject, request.paraphrases,
+            request.neighbours,
         )  # fmt: skip
         record, handle = edit_and_measure(
-            lm, request["prompt"], request["subject"], request["new"], old,
-            layer=request.get("layer"), probes=probes, keep=True,
+            lm, request.prompt, request.subject, request.new, old,
+            layer=request.layer, probes=probes, keep=True,
             progress=lambda message: context.report(0.3, message),
         )  # fmt: skip
-        summary = f"{request['subject']}: {old.strip()!r} → {request['new'].strip()!r}"
+        summary = f"{request.subject}: {old.strip()!r} → {request.new.strip()!r}"
         host.applied({"summary": summary, "layers": record["layers"]}, handle)
     return record
 
 
-def neurons_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+def neurons_job(host: ModelHost, request: NeuronsRequest, context: JobContext) -> dict[str, Any]:
     """The top neurons of the fact, their AND test, what they write, the ablation curves.
     Progress is counted (and a cancel honoured) at every unembedding of the final norm."""
     from factscope.read.neurons import find_neurons
@@ -111,13 +123,15 @@ def neurons_job(host: ModelHost, request: dict[str, Any], context: JobContext) -
         count = _progress_hook(context, 0.05, 0.9, 400, "scoring neurons, AND test, ablation")
         with hooks(lm.model, {"final_norm": count}):
             result = find_neurons(
-                lm, request["prompt"], request["subject"], request.get("answer"),
-                top=request["top"], max_k=request["max_k"], draws=3,
+                lm, request.prompt, request.subject, request.answer,
+                top=request.top, max_k=request.max_k, draws=3,
             )  # fmt: skip
     return result.to_dict()
 
 
-def attention_job(host: ModelHost, request: dict[str, Any], context: JobContext) -> dict[str, Any]:
+def attention_job(
+    host: ModelHost, request: AttentionRequest, context: JobContext
+) -> dict[str, Any]:
     """Every head's attention pattern at one layer, and the heads through which the last
     token attends most to the subject (one forward pass)."""
     from factscope.story.attention import attention_of_fact
@@ -125,27 +139,46 @@ def attention_job(host: ModelHost, request: dict[str, Any], context: JobContext)
     context.report(0.0, "waiting for the model")
     with host.use("job:attention", yield_to_predictions=True) as lm:
         context.report(0.2, "reading every head's attention pattern")
-        result = attention_of_fact(
-            lm, request["prompt"], request["subject"], layer=request.get("layer")
-        )
+        result = attention_of_fact(lm, request.prompt, request.subject, layer=request.layer)
     return result.to_dict()
 
 
 def superposition_job(
-    host: ModelHost, request: dict[str, Any], context: JobContext
+    host: ModelHost, request: SuperpositionRequest, context: JobContext
 ) -> dict[str, Any]:
     """The nearly-perpendicular-vectors experiment; needs no model, so it takes no lock."""
     from factscope.read.superposition import run_jl
 
-    steps = max(request["steps"], 1)
+    steps = max(request.steps, 1)
     done = 0
 
     def step(n: int) -> None:
         nonlocal done
         done += n
-        context.report(done / steps, f"step {done} of {request['steps']}")
+        context.report(done / steps, f"step {done} of {request.steps}")
 
-    result = run_jl(
-        request["n"], request["dim"], request["steps"], seed=request["seed"], progress=step
-    )
+    result = run_jl(request.n, request.dim, request.steps, seed=request.seed, progress=step)
     return result.to_dict()
+
+
+R = TypeVar("R", bound=ModelRequest)
+
+
+@dataclass(frozen=True)
+class JobKind(Generic[R]):
+    """A kind of job: its request, its body, and the view (capability) it belongs to."""
+
+    request: type[R]
+    body: Callable[[ModelHost, R, JobContext], dict[str, Any]]
+    view: str
+    cached: bool = True  # False for jobs with side effects (an edit changes the model)
+
+
+JOB_KINDS: dict[str, JobKind[Any]] = {
+    "flow": JobKind(FlowRequest, flow_job, "flow"),
+    "trace": JobKind(TraceRequest, trace_job, "trace"),
+    "neurons": JobKind(NeuronsRequest, neurons_job, "neurons"),
+    "attention": JobKind(AttentionRequest, attention_job, "neurons"),
+    "edit": JobKind(EditJobRequest, edit_job, "edit", cached=False),
+    "superposition": JobKind(SuperpositionRequest, superposition_job, "superposition"),
+}

@@ -1,0 +1,129 @@
+"""The package's layout: imports run one way (no module imports, even lazily, one that
+imports it back) and no module takes a `_private` name from another package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import factscope
+
+SRC = Path(factscope.__file__).parent.parent
+
+# Circles being untangled elsewhere, named so that no new one can hide behind them: inside
+# the edit package and the modules that show its results (being regrouped around one
+# measurement), and CounterFact's reader, which the dataset loader calls back.
+EDITING = ("factscope.edit", "factscope.report.edit_html", "factscope.story.editing")
+KNOWN_CYCLES = {frozenset({"factscope.study.counterfact", "factscope.study.datasets"})}
+
+
+def _known(cycle: frozenset[str]) -> bool:
+    editing = all(any(m == e or m.startswith(e + ".") for e in EDITING) for m in cycle)
+    return editing or cycle in KNOWN_CYCLES
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted((SRC / "factscope").rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _package(module: str, path: Path) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _imports(module: str, path: Path) -> list[tuple[str, str | None]]:
+    """(module imported from, name imported or None) for every factscope import in the
+    file, at any depth (a lazy import inside a function counts)."""
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = _package(module, path).split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            if base.split(".")[0] == "factscope":
+                found += [(base, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, None) for a in node.names if a.name.split(".")[0] == "factscope"]
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the factscope modules it imports (`from pkg import module` included)."""
+    modules = _modules()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        for base, name in _imports(module, path):
+            target = f"{base}.{name}" if name and f"{base}.{name}" in modules else base
+            resolved = resolve(target)
+            if resolved is not None and resolved != module:
+                graph[module].add(resolved)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_graph_sees_the_imports() -> None:
+    graph = import_graph()
+    assert "factscope.locate.corruption" in graph["factscope.locate.attribution"]
+    assert "factscope.locate.attribution" in graph["factscope.locate.trace"]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
+
+
+def test_no_import_circle() -> None:
+    new = [sorted(c) for c in cycles(import_graph()) if not _known(c)]
+    assert new == []
+
+
+def test_no_private_name_across_packages() -> None:
+    crossings = []
+    for module, path in _modules().items():
+        package = _package(module, path)
+        for base, name in _imports(module, path):
+            private = name is not None and name.startswith("_") and not name.startswith("__")
+            if private and base != package and base.rpartition(".")[0] != package:
+                crossings.append(f"{module}: from {base} import {name}")
+    assert crossings == []
