@@ -16,7 +16,7 @@ import sys
 import time
 
 from factscope.edit.corpus import packaged_corpus_path, read_documents, self_corpus
-from factscope.edit.stats import model_fingerprint
+from factscope.edit.fingerprint import model_fingerprint
 from factscope.load import load_model
 from factscope.weights.cache import cache_root
 

@@ -10,18 +10,6 @@ import factscope
 
 SRC = Path(factscope.__file__).parent.parent
 
-# Circles being untangled elsewhere, named so that no new one can hide behind them: inside
-# the edit package and the modules that show its results (being regrouped around one
-# measurement), and CounterFact's reader, which the dataset loader calls back.
-EDITING = ("factscope.edit", "factscope.report.edit_html", "factscope.story.editing")
-KNOWN_CYCLES = {frozenset({"factscope.study.counterfact", "factscope.study.datasets"})}
-
-
-def _known(cycle: frozenset[str]) -> bool:
-    editing = all(any(m == e or m.startswith(e + ".") for e in EDITING) for m in cycle)
-    return editing or cycle in KNOWN_CYCLES
-
-
 def _modules() -> dict[str, Path]:
     modules = {}
     for path in sorted((SRC / "factscope").rglob("*.py")):
@@ -114,8 +102,7 @@ def test_the_graph_sees_the_imports() -> None:
 
 
 def test_no_import_circle() -> None:
-    new = [sorted(c) for c in cycles(import_graph()) if not _known(c)]
-    assert new == []
+    assert [sorted(c) for c in cycles(import_graph())] == []
 
 
 def test_no_private_name_across_packages() -> None:

@@ -19,7 +19,7 @@ from factscope.edit.corpus import (
     self_corpus,
     write_corpus,
 )
-from factscope.edit.stats import model_fingerprint
+from factscope.edit.fingerprint import model_fingerprint
 from factscope.generate import Sampling
 from factscope.registry import MODELS
 from test_rome import tiny_lm

@@ -180,9 +180,9 @@ def edit_command(
     every command loads like any model."""
     from factscope.edit import check_method, edit
     from factscope.edit.corpus import load_corpus
-    from factscope.edit.measure import measure, recall, recall_summary, test_prompts
+    from factscope.edit.measure import measure, recall, test_prompts
     from factscope.edit.rome import EditRequest
-    from factscope.report.edit_html import edit_report
+    from factscope.report.edit_html import edit_report, recall_summary
 
     check_method(method)
     _hparams(method, None, corpus, stats_tokens, identity_stats, None, clamp, mom2_update_weight)

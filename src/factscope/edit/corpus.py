@@ -290,7 +290,7 @@ def generate_corpus(
 def self_corpus(lm: LoadedModel, n_tokens: int, seed: int = 0, progress: bool = True) -> Corpus:
     """The model's own text: `generate_corpus` from `SEEDS`, written once per model and
     cached (`$FACTSCOPE_CACHE/edit-corpus/`); an interrupted generation resumes."""
-    from factscope.edit.stats import model_fingerprint
+    from factscope.edit.fingerprint import model_fingerprint
     from factscope.weights.cache import cache_root
 
     key = model_fingerprint(lm.model, lm.cfg.n_layers - 1)
@@ -317,7 +317,7 @@ def self_corpus(lm: LoadedModel, n_tokens: int, seed: int = 0, progress: bool = 
 
 def packaged_corpus_path(fingerprint: str, seed: int = 0) -> Path:
     """Where the package keeps the statistics corpus of the model with this weights
-    fingerprint (`stats.model_fingerprint` over every layer), written with `seed`."""
+    fingerprint (`fingerprint.model_fingerprint` over every layer), written with `seed`."""
     return Path(__file__).parent / "data" / f"self-{fingerprint}-s{seed}.jsonl.gz"
 
 

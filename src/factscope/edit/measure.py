@@ -13,7 +13,8 @@ token of the answer, length-normalised), and the model's top next token.
 Recall (`recall`): where in the network an answer is read out — the logit lens's p(answer)
 at the last token after each block, and the attribution-patching causal trace's MLP effect
 at the last subject token, per layer. Run before and after an edit it shows where the new
-answer is now recalled and whether the old one is gone.
+answer is now recalled and whether the old one is gone (`report.edit_html.recall_summary`
+says it in words).
 """
 
 from __future__ import annotations
@@ -111,20 +112,3 @@ def recall(lm: LoadedModel, prompt: str, subject: str, answers: Sequence[str]) -
             "clean_p": trace.clean_p,
         }
     return out
-
-
-def recall_summary(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """In words: the first block whose lens puts each answer above 1/2 of its final p, and
-    the MLP layer of largest effect, before and after."""
-    lines = []
-    for answer, b in before["answers"].items():
-        a = after["answers"][answer]
-
-        def where(view: dict[str, Any]) -> str:
-            final = view["lens_p"][-1]
-            first = next(i for i, p in enumerate(view["lens_p"]) if p >= final / 2)
-            peak = max(range(len(view["mlp_effect"])), key=view["mlp_effect"].__getitem__)
-            return f"p {final:.3f}, lens reaches half of it after block {first}, MLP peak {peak}"
-
-        lines.append(f"{answer!r}: before: {where(b)}; after: {where(a)}")
-    return lines

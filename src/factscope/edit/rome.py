@@ -33,8 +33,6 @@ the blocks above it, and unembeds only the positions whose next token is scored.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from factscope.edit.fingerprint import model_identity
 from factscope.edit.handle import mlp_of
 from factscope.edit.stats import KeyStats
 from factscope.errors import FactscopeError
@@ -134,14 +133,6 @@ class ROMEHyperParams:
 _TEMPLATE_CACHE: dict[str, list[str]] = {}
 
 
-def _model_key(model: Transformer) -> str:
-    """Which model (config + a sample of the embedding) — for in-process caches."""
-    h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
-    w = model.embedding.weight.detach().reshape(-1)
-    h.update(w[:: max(1, w.numel() // 1031)].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 @torch.inference_mode()
 def context_templates(
     model: Transformer,
@@ -155,7 +146,7 @@ def context_templates(
     For each (n, count) in `lengths`, `count` texts of n tokens sampled (top-k) from the start
     token alone (BOS, or EOS for checkpoints without one). Cached per model in this process,
     so every edit of a session, and every edit of an evaluation, uses the same prefixes."""
-    key = f"{_model_key(model)}|{tuple(lengths)}|{top_k}|{seed}"
+    key = f"{model_identity(model)}|{tuple(lengths)}|{top_k}|{seed}"
     if key in _TEMPLATE_CACHE:
         return list(_TEMPLATE_CACHE[key])
     start = tokenizer.bos_id if tokenizer.bos_id is not None else model.cfg.eos_token_id

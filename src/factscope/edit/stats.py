@@ -19,8 +19,6 @@ magnitude larger than any word's and would dominate C.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import torch
 from torch import Tensor
 
 from factscope.edit.corpus import DEFAULT_CORPUS, Corpus, load_corpus
+from factscope.edit.fingerprint import model_fingerprint
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.model import Transformer
@@ -74,25 +73,6 @@ def identity_stats(model: Transformer, layer: int) -> KeyStats:
     ignores which directions ordinary text uses."""
     F = model.cfg.d_mlp
     return KeyStats(layer, torch.eye(F, dtype=torch.float64), 1, "identity")
-
-
-def model_fingerprint(model: Transformer, upto_layer: int) -> str:
-    """A digest of the weights that the keys of layer `upto_layer` depend on: the config,
-    the embedding and blocks 0..upto_layer (a strided sample of each tensor, so that the
-    fingerprint costs milliseconds; any real change of the weights, e.g. an edit, moves it)."""
-    h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
-    for name, p in model.state_dict().items():
-        if name.startswith("blocks."):
-            if int(name.split(".")[1]) > upto_layer:
-                continue
-        elif not name.startswith("embedding"):
-            continue
-        flat = p.detach().reshape(-1)
-        step = max(1, flat.numel() // 4099)
-        h.update(name.encode())
-        h.update(flat[::step].float().cpu().numpy().tobytes())
-        h.update(str(float(flat.double().sum())).encode())
-    return h.hexdigest()[:20]
 
 
 def corpus_pieces(

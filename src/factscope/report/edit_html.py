@@ -34,7 +34,6 @@ def before_after_sections(table: Mapping[str, Any]) -> list[Section]:
     ]
     sections = [Section("Before and after", text, tables=[Table(columns, rows)])]
     if "recall" in table:
-        from factscope.edit.measure import recall_summary
         from factscope.report.edit_plots import recall_figure
 
         before, after = table["recall"]["before"], table["recall"]["after"]
@@ -98,3 +97,20 @@ def edit_report(table: Mapping[str, Any], data: Any, command: str) -> str:
 
 def edit_eval_report(summary: Mapping[str, Any], data: Any, command: str) -> str:
     return render_report("factscope edit-eval", summary_sections([summary]), data, command=command)
+
+
+def recall_summary(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """In words: the first block whose lens puts each answer above 1/2 of its final p, and
+    the MLP layer of largest effect, before and after."""
+    lines = []
+    for answer, b in before["answers"].items():
+        a = after["answers"][answer]
+
+        def where(view: dict[str, Any]) -> str:
+            final = view["lens_p"][-1]
+            first = next(i for i, p in enumerate(view["lens_p"]) if p >= final / 2)
+            peak = max(range(len(view["mlp_effect"])), key=view["mlp_effect"].__getitem__)
+            return f"p {final:.3f}, lens reaches half of it after block {first}, MLP peak {peak}"
+
+        lines.append(f"{answer!r}: before: {where(b)}; after: {where(a)}")
+    return lines

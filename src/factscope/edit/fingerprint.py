@@ -1,0 +1,38 @@
+"""Which model, as a short digest: the keys of factscope's caches of edit statistics, corpora
+and context templates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from factscope.model import Transformer
+
+
+def model_fingerprint(model: Transformer, upto_layer: int) -> str:
+    """A digest of the weights that the keys of layer `upto_layer` depend on: the config,
+    the embedding and blocks 0..upto_layer (a strided sample of each tensor, so that the
+    fingerprint costs milliseconds; any real change of the weights, e.g. an edit, moves it)."""
+    h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
+    for name, p in model.state_dict().items():
+        if name.startswith("blocks."):
+            if int(name.split(".")[1]) > upto_layer:
+                continue
+        elif not name.startswith("embedding"):
+            continue
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 4099)
+        h.update(name.encode())
+        h.update(flat[::step].float().cpu().numpy().tobytes())
+        h.update(str(float(flat.double().sum())).encode())
+    return h.hexdigest()[:20]
+
+
+def model_identity(model: Transformer) -> str:
+    """Which model (config + a sample of the embedding), blind to edits of the blocks: the
+    key of in-process caches that should survive an edit (ROME's context templates, so every
+    edit of a session, and of a sequential evaluation, uses the same prefixes)."""
+    h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
+    w = model.embedding.weight.detach().reshape(-1)
+    h.update(w[:: max(1, w.numel() // 1031)].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
