@@ -18,12 +18,11 @@ from pathlib import Path
 
 import torch
 
-from factscope.features.activations import cached_activations
+from factscope.features.activations import ShuffledBatches, cached_activations
 from factscope.features.formats import load_saelens, save_saelens
 from factscope.features.metrics import evaluate
 from factscope.features.sae import SAEConfig
 from factscope.features.train import TrainConfig, batch_sites, train_dictionary
-from factscope.features.activations import ShuffledBatches
 from factscope.load import load_model
 from factscope.weights.cache import cache_root
 
@@ -38,10 +37,16 @@ RUN = cache_root() / "features" / "runs" / "story"
 def train() -> None:
     lm = load_model(MODEL)
     t0 = time.perf_counter()
-    train_store, held_store = cached_activations(lm, "installed", LAYER, TRAIN_TOKENS, HELD_OUT_TOKENS)
+    train_store, held_store = cached_activations(
+        lm, "installed", LAYER, TRAIN_TOKENS, HELD_OUT_TOKENS
+    )
     collect_s = time.perf_counter() - t0
-    cfg = SAEConfig(d_in=lm.cfg.d_model, d_sae=LATENTS, kind="topk", k=K, layer=LAYER, site=SITE, model=MODEL)
-    tc = TrainConfig(n_steps=STEPS, lr=LR, warmup_steps=20, dead_after_tokens=50_000, checkpoint_every=50)
+    cfg = SAEConfig(
+        d_in=lm.cfg.d_model, d_sae=LATENTS, kind="topk", k=K, layer=LAYER, site=SITE, model=MODEL
+    )
+    tc = TrainConfig(
+        n_steps=STEPS, lr=LR, warmup_steps=20, dead_after_tokens=50_000, checkpoint_every=50
+    )
     batches = ShuffledBatches(train_store, batch_sites(cfg), BATCH)
     t0 = time.perf_counter()
     sae, history = train_dictionary(cfg, tc, batches, RUN)
@@ -52,17 +57,30 @@ def train() -> None:
     metrics = evaluate(folded, held_store, lm.model, held_store.tokens()[:CE_SEQUENCES])
     eval_s = time.perf_counter() - t0
     data = {
-        "model": MODEL, "layer": LAYER, "site": SITE, "hook": f"blocks.{LAYER}.resid_post",
-        "corpus": train_store.info.corpus, "corpus_digest": train_store.info.corpus_digest,
+        "model": MODEL,
+        "layer": LAYER,
+        "site": SITE,
+        "hook": f"blocks.{LAYER}.resid_post",
+        "corpus": train_store.info.corpus,
+        "corpus_digest": train_store.info.corpus_digest,
         "train_tokens": train_store.info.n_sequences * (train_store.info.seq_len - 1),
-        "held_out_tokens": metrics.n_tokens, "sae": cfg.to_dict(), "train": tc.__dict__,
-        "batch_size": BATCH, "epochs": STEPS * BATCH / batches.batches_per_epoch / BATCH,
-        "metrics": metrics.to_dict(), "history": history,
-        "seconds": {"train": round(train_s, 1), "eval": round(eval_s, 1),
-                    "collect_this_run": round(collect_s, 1)},
-        "published": {"saelens_gpt2_small_resid_L0_32": {"explained_variance": 0.93, "ce_score": 0.99}},
+        "held_out_tokens": metrics.n_tokens,
+        "sae": cfg.to_dict(),
+        "train": tc.__dict__,
+        "batch_size": BATCH,
+        "epochs": STEPS * BATCH / batches.batches_per_epoch / BATCH,
+        "metrics": metrics.to_dict(),
+        "history": history,
+        "seconds": {
+            "train": round(train_s, 1),
+            "eval": round(eval_s, 1),
+            "collect_this_run": round(collect_s, 1),
+        },
+        "published": {
+            "saelens_gpt2_small_resid_L0_32": {"explained_variance": 0.93, "ce_score": 0.99}
+        },
         "threads": torch.get_num_threads(),
-    }  # fmt: skip
+    }
     (OUT / "sae.json").write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(data["metrics"], indent=1))
 
@@ -72,11 +90,21 @@ def jordan() -> None:
 
     lm = load_model(MODEL)
     sae = load_saelens(RUN / "sae")
-    train_store, _ = cached_activations(lm, "installed", LAYER, TRAIN_TOKENS, HELD_OUT_TOKENS, progress=False)
+    train_store, _ = cached_activations(
+        lm, "installed", LAYER, TRAIN_TOKENS, HELD_OUT_TOKENS, progress=False
+    )
     prompt, subject, answer = "Michael Jordan plays the sport of", "Michael Jordan", " basketball"
-    result = inspect_prompt(lm, sae, prompt, subject=subject, answer=answer, store=train_store, top=8)
+    result = inspect_prompt(
+        lm, sae, prompt, subject=subject, answer=answer, store=train_store, top=8
+    )
     spec = feature_specificity(lm, sae, result)
-    data = {"prompt": prompt, "subject": subject, "answer": answer, **result.to_dict(), "specificity": spec}
+    data = {
+        "prompt": prompt,
+        "subject": subject,
+        "answer": answer,
+        **result.to_dict(),
+        "specificity": spec,
+    }
     (OUT / "jordan.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps(spec, indent=1))
 

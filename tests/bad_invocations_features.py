@@ -38,5 +38,8 @@ ROWS: list[tuple[list[str], str]] = [
     ([*FEAT, "--layer", "-1"], "--layer must be at least 0 (got -1)"),
     ([*FEAT, "--context-tokens", "0"], "--context-tokens must be at least 1 (got 0)"),
     ([*FEAT, "--format", "gif", "--out", "{tmp}/x"], "--format 'gif' is not supported"),
-    (["features", "hi", "--sae", "{tmp}/afile.txt", "--layer", "1", "--site", "resid"], "ends in .npz or .safetensors"),
+    (
+        ["features", "hi", "--sae", "{tmp}/afile.txt", "--layer", "1", "--site", "resid"],
+        "ends in .npz or .safetensors",
+    ),
 ]

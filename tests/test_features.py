@@ -33,7 +33,9 @@ def planted(n: int = 12_288, d: int = 24, n_true: int = 48, active: int = 3, see
     return coef @ directions, directions
 
 
-def random_sae(kind: str = "topk", d_in: int = 16, d_sae: int = 40, k: int = 5, seed: int = 0) -> SparseDictionary:
+def random_sae(
+    kind: str = "topk", d_in: int = 16, d_sae: int = 40, k: int = 5, seed: int = 0
+) -> SparseDictionary:
     sae = SparseDictionary(SAEConfig(d_in=d_in, d_sae=d_sae, kind=kind, k=k))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -61,7 +63,9 @@ def test_decoder_rows_stay_unit_norm_after_steps(tmp_path: Path) -> None:
     x, _ = planted(n=2048)
     batches = ShuffledBatches(MemoryStore({"resid": x}, 512), ["resid"], 128)
     cfg = SAEConfig(d_in=24, d_sae=64, kind="topk", k=4)
-    sae, _ = train_dictionary(cfg, TrainConfig(n_steps=30, warmup_steps=1), batches, tmp_path, progress=False)
+    sae, _ = train_dictionary(
+        cfg, TrainConfig(n_steps=30, warmup_steps=1), batches, tmp_path, progress=False
+    )
     norms = sae.W_dec.norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
     assert not torch.allclose(sae.W_dec, SparseDictionary(cfg).W_dec)  # it did move
@@ -72,7 +76,9 @@ def test_planted_dictionary_is_recovered(tmp_path: Path) -> None:
     x, directions = planted()
     batches = ShuffledBatches(MemoryStore({"resid": x}, 4096), ["resid"], 256, group=3)
     cfg = SAEConfig(d_in=24, d_sae=96, kind="topk", k=3)
-    tc = TrainConfig(n_steps=1500, lr=3e-3, warmup_steps=20, dead_after_tokens=2048, checkpoint_every=10_000)
+    tc = TrainConfig(
+        n_steps=1500, lr=3e-3, warmup_steps=20, dead_after_tokens=2048, checkpoint_every=10_000
+    )
     sae, history = train_dictionary(cfg, tc, batches, tmp_path, progress=False)
     folded = sae.fold_scales()
     rows = folded.W_dec / folded.W_dec.norm(dim=1, keepdim=True)
@@ -87,7 +93,7 @@ def test_other_kinds_learn(kind: str, tmp_path: Path) -> None:
     batches = ShuffledBatches(MemoryStore({"resid": x}, 4096), ["resid"], 256)
     cfg = SAEConfig(d_in=24, d_sae=96, kind=kind)
     tc = TrainConfig(n_steps=300, lr=3e-3, warmup_steps=10, l1_coefficient=0.3, l0_coefficient=1e-3)
-    sae, history = train_dictionary(cfg, tc, batches, tmp_path, progress=False)
+    _, history = train_dictionary(cfg, tc, batches, tmp_path, progress=False)
     assert history[-1]["fvu"] < 0.5 * history[0]["fvu"]
     assert history[-1]["l0"] < 96 / 2
 
@@ -115,12 +121,23 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
     store = MemoryStore({"resid": x}, 1024)
     cfg = SAEConfig(d_in=24, d_sae=64, kind="topk", k=4)
     tc = TrainConfig(n_steps=60, warmup_steps=5, checkpoint_every=20, dead_after_tokens=1024)
-    whole, hist_whole = train_dictionary(cfg, tc, ShuffledBatches(store, ["resid"], 128, group=2), tmp_path / "a", progress=False)
+    whole, hist_whole = train_dictionary(
+        cfg, tc, ShuffledBatches(store, ["resid"], 128, group=2), tmp_path / "a", progress=False
+    )
     # killed at step 47: the checkpoint of step 40 is on disk, steps 41-47 are lost
-    train_dictionary(cfg, tc, ShuffledBatches(store, ["resid"], 128, group=2), tmp_path / "b", progress=False, stop_at=47)
+    train_dictionary(
+        cfg,
+        tc,
+        ShuffledBatches(store, ["resid"], 128, group=2),
+        tmp_path / "b",
+        progress=False,
+        stop_at=47,
+    )
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 40
-    resumed, hist_resumed = train_dictionary(cfg, tc, ShuffledBatches(store, ["resid"], 128, group=2), tmp_path / "b", progress=False)
+    resumed, hist_resumed = train_dictionary(
+        cfg, tc, ShuffledBatches(store, ["resid"], 128, group=2), tmp_path / "b", progress=False
+    )
     for name, p in whole.state_dict().items():
         assert torch.equal(p, resumed.state_dict()[name]), name
     assert hist_whole == hist_resumed
@@ -144,7 +161,9 @@ def test_saelens_round_trip_is_bit_exact(kind: str, tmp_path: Path) -> None:
     save_saelens(sae, tmp_path / "sae")
     back = load_saelens(tmp_path / "sae")
     assert back.cfg == sae.cfg
-    for name in ("W_enc", "b_enc", "W_dec", "b_dec") + (("threshold",) if kind == "jumprelu" else ()):
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec") + (
+        ("threshold",) if kind == "jumprelu" else ()
+    ):
         assert torch.equal(getattr(back, name), getattr(sae, name)), name
     x = torch.randn(10, 16)
     assert torch.equal(back(x), sae(x))
@@ -157,14 +176,26 @@ def test_saelens_folder_written_by_the_documented_layout(tmp_path: Path) -> None
     from safetensors.torch import save_file
 
     gen = torch.Generator().manual_seed(1)
-    w = {"W_enc": torch.randn(16, 40, generator=gen), "b_enc": torch.randn(40, generator=gen),
-         "W_dec": torch.randn(40, 16, generator=gen), "b_dec": torch.randn(16, generator=gen)}  # fmt: skip
+    w = {
+        "W_enc": torch.randn(16, 40, generator=gen),
+        "b_enc": torch.randn(40, generator=gen),
+        "W_dec": torch.randn(40, 16, generator=gen),
+        "b_dec": torch.randn(16, generator=gen),
+    }
     folder = tmp_path / "sl"
     folder.mkdir()
     save_file(w, str(folder / "sae_weights.safetensors"))
-    cfg = {"architecture": "topk", "d_in": 16, "d_sae": 40, "hook_name": "blocks.3.hook_resid_post",
-           "hook_layer": 3, "activation_fn_kwargs": {"k": 7}, "apply_b_dec_to_input": True,
-           "model_name": "gemma-3-270m", "dtype": "float32"}  # fmt: skip
+    cfg = {
+        "architecture": "topk",
+        "d_in": 16,
+        "d_sae": 40,
+        "hook_name": "blocks.3.hook_resid_post",
+        "hook_layer": 3,
+        "activation_fn_kwargs": {"k": 7},
+        "apply_b_dec_to_input": True,
+        "model_name": "gemma-3-270m",
+        "dtype": "float32",
+    }
     (folder / "cfg.json").write_text(json.dumps(cfg))
     sae = load_saelens(folder)
     assert (sae.cfg.kind, sae.cfg.k, sae.cfg.layer, sae.cfg.site) == ("topk", 7, 3, "resid")
@@ -180,9 +211,13 @@ def test_gemma_scope_round_trip_and_documented_layout(suffix: str, tmp_path: Pat
     import numpy as np
 
     gen = np.random.default_rng(0)
-    params = {"W_enc": gen.normal(size=(16, 40)), "W_dec": gen.normal(size=(40, 16)),
-              "b_enc": gen.normal(size=40), "b_dec": gen.normal(size=16),
-              "threshold": gen.uniform(0.05, 0.3, size=40)}  # fmt: skip
+    params = {
+        "W_enc": gen.normal(size=(16, 40)),
+        "W_dec": gen.normal(size=(40, 16)),
+        "b_enc": gen.normal(size=40),
+        "b_dec": gen.normal(size=16),
+        "threshold": gen.uniform(0.05, 0.3, size=40),
+    }
     params = {k: v.astype(np.float32) for k, v in params.items()}
     path = tmp_path / f"params{suffix}"
     if suffix == ".npz":
@@ -237,8 +272,14 @@ class Identity(SparseDictionary):
 @pytest.mark.parametrize("site", ["resid", "mlp-out", "transcoder"])
 def test_splice_of_the_identity_is_the_clean_forward(tiny: LoadedModel, site: str) -> None:
     d = tiny.cfg.d_model
-    cfg = SAEConfig(d_in=d, d_sae=d, layer=1, site="mlp-out" if site == "transcoder" else site,
-                    transcoder=site == "transcoder", k=1)  # fmt: skip
+    cfg = SAEConfig(
+        d_in=d,
+        d_sae=d,
+        layer=1,
+        site="mlp-out" if site == "transcoder" else site,
+        transcoder=site == "transcoder",
+        k=1,
+    )
     tokens = tiny.encode("Fact Michael Jordan plays the sport of")
     clean = tiny.model(tokens)
     if site == "transcoder":  # the identity on the MLP: its input through the MLP itself

@@ -13,7 +13,27 @@ import pytest
 from factscope.cli import main
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
 
-WORDS = "the city of Paris is the capital of France and Rome is in Italy while Tokyo lies in Japan".split()
+WORDS = [
+    "the",
+    "city",
+    "of",
+    "Paris",
+    "is",
+    "the",
+    "capital",
+    "of",
+    "France",
+    "and",
+    "Rome",
+    "is",
+    "in",
+    "Italy",
+    "while",
+    "Tokyo",
+    "lies",
+    "in",
+    "Japan",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +48,34 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
     corpus = tmp / "corpus.txt"
     corpus.write_text("\n\n".join(docs))
     out = tmp / "run"
-    args = ["sae", "train", "--model", str(tiny), "--layer", "1", "--latents", "64", "--k", "4",
-            "--tokens", "4000", "--held-out-tokens", "100", "--epochs", "2", "--batch-size", "256",
-            "--seq-len", "32", "--corpus", str(corpus), "--ce-sequences", "2", "--out", str(out)]  # fmt: skip
+    args = [
+        "sae",
+        "train",
+        "--model",
+        str(tiny),
+        "--layer",
+        "1",
+        "--latents",
+        "64",
+        "--k",
+        "4",
+        "--tokens",
+        "4000",
+        "--held-out-tokens",
+        "100",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "256",
+        "--seq-len",
+        "32",
+        "--corpus",
+        str(corpus),
+        "--ce-sequences",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     yield {"tiny": tiny, "out": out, "corpus": corpus, "args": args}  # type: ignore[misc]
     patch.undo()
@@ -50,8 +95,20 @@ def test_sae_train_writes_metrics_and_a_saelens_folder(trained: dict[str, Path])
 
 def test_features_writes_top_latents(trained: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "f"
-    args = ["features", "Paris is the capital of", "--sae", str(trained["out"] / "sae"),
-            "--subject", "Paris", "--answer", " France", "--model", str(trained["tiny"]), "--out", str(out)]  # fmt: skip
+    args = [
+        "features",
+        "Paris is the capital of",
+        "--sae",
+        str(trained["out"] / "sae"),
+        "--subject",
+        "Paris",
+        "--answer",
+        " France",
+        "--model",
+        str(trained["tiny"]),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     data = json.loads((out / "features.json").read_text())
     assert data["dashboards"], "no latent fires at the subject or the last token"
@@ -68,8 +125,20 @@ def test_features_writes_top_latents(trained: dict[str, Path], tmp_path: Path) -
 
 
 def test_sae_eval_prints_json(trained: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["sae", "eval", str(trained["out"] / "sae"), "--model", str(trained["tiny"]), "--corpus",
-            str(trained["corpus"]), "--held-out-tokens", "100", "--ce-sequences", "1", "--json"]  # fmt: skip
+    args = [
+        "sae",
+        "eval",
+        str(trained["out"] / "sae"),
+        "--model",
+        str(trained["tiny"]),
+        "--corpus",
+        str(trained["corpus"]),
+        "--held-out-tokens",
+        "100",
+        "--ce-sequences",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert 0 < data["metrics"]["explained_variance"] <= 1

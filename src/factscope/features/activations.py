@@ -20,10 +20,10 @@ number, so a resumed training run sees exactly the batches an unbroken one would
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 from safetensors import safe_open
@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from factscope.errors import FactscopeError
-from factscope.model import Transformer
+from factscope.model import Block, Transformer
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -57,8 +57,10 @@ def layer_activations(model: Transformer, tokens: Tensor, layer: int) -> dict[st
     """Every site of `layer` for token ids (B, T), running blocks 0..layer only.
     Returns {site: (B, T, D)} in float32."""
     if not 0 <= layer < model.cfg.n_layers:
-        raise FactscopeError(f"--layer {layer} is out of range; the model has layers 0..{model.cfg.n_layers - 1}")
-    block = model.blocks[layer]
+        raise FactscopeError(
+            f"--layer {layer} is out of range; the model has layers 0..{model.cfg.n_layers - 1}"
+        )
+    block = cast(Block, model.blocks[layer])
     seen: dict[str, Tensor] = {}
     points = model.hook_points
     grab = {
@@ -67,7 +69,7 @@ def layer_activations(model: Transformer, tokens: Tensor, layer: int) -> dict[st
         "mlp-out": points[f"blocks.{layer}.mlp.out"],
     }
 
-    def recorder(name: str):  # type: ignore[no-untyped-def]
+    def recorder(name: str) -> Callable[[Tensor, str], None]:
         def record(x: Tensor, site: str) -> None:
             seen[name] = x
 
@@ -214,7 +216,9 @@ class ShuffledBatches:
         self.store, self.sites, self.batch_size = store, list(sites), batch_size
         self.seed, self.group = seed, group
         self._loaded: tuple[tuple[int, int], dict[str, Tensor]] | None = None
-        self._sizes = [store.shard(i, self.sites[:1])[self.sites[0]].shape[0] for i in range(store.n_shards)]
+        self._sizes = [
+            store.shard(i, self.sites[:1])[self.sites[0]].shape[0] for i in range(store.n_shards)
+        ]
         self.batches_per_epoch = sum(n // batch_size for n in self._group_sizes(0))
         if self.batches_per_epoch == 0:
             raise FactscopeError(
@@ -289,11 +293,19 @@ def cached_activations(
             )
         seqs = seqs[: max(n_seq, 1)]
         info = CollectionInfo(
-            model=lm.name, fingerprint=fingerprint, corpus=corpus.name,
-            corpus_digest=corpus.digest, layer=layer, seq_len=seq_len,
-            n_sequences=seqs.shape[0], d_model=lm.cfg.d_model,
-        )  # fmt: skip
-        key = f"v{COLLECT_FORMAT}-{fingerprint}-{corpus.digest}-L{layer}-s{seq_len}-{part}-{seqs.shape[0]}-r{seed}"
+            model=lm.name,
+            fingerprint=fingerprint,
+            corpus=corpus.name,
+            corpus_digest=corpus.digest,
+            layer=layer,
+            seq_len=seq_len,
+            n_sequences=seqs.shape[0],
+            d_model=lm.cfg.d_model,
+        )
+        key = (
+            f"v{COLLECT_FORMAT}-{fingerprint}-{corpus.digest}-L{layer}-s{seq_len}"
+            f"-{part}-{seqs.shape[0]}-r{seed}"
+        )
         folder = cache_root() / "features" / "activations" / key
         collect(lm.model, seqs, layer, folder, info, progress=progress)
         stores.append(DiskStore(folder))

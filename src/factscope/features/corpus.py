@@ -55,7 +55,8 @@ class TextCorpus:
 
     def split(self) -> tuple[TextCorpus, TextCorpus]:
         """(train, held-out): a document is held out when the hash of its text says so."""
-        train, held = [], []
+        train: list[str] = []
+        held: list[str] = []
         for doc in self.documents:
             bucket = int(hashlib.sha256(doc.encode("utf-8")).hexdigest()[:8], 16)
             (held if bucket % HELD_OUT_EVERY == 0 else train).append(doc)
@@ -96,7 +97,7 @@ def installed_corpus(lm: LoadedModel) -> TextCorpus:
 
 
 def load_text_corpus(name_or_path: str, lm: LoadedModel) -> TextCorpus:
-    """"installed" (see the module docstring) or a .txt / .jsonl[.gz] file."""
+    """ "installed" (see the module docstring) or a .txt / .jsonl[.gz] file."""
     if name_or_path == DEFAULT_CORPUS:
         return installed_corpus(lm)
     from factscope.edit.corpus import load_corpus

@@ -52,7 +52,8 @@ def _site_from_hook(hook: str) -> tuple[str, int]:
         if transformer_lens_hook(site, layer) == hook:
             return site, layer
     raise FactscopeError(
-        f"hook_name {hook!r} is not a site factscope reads (resid_post, mlp_out, ln2.hook_normalized)"
+        f"hook_name {hook!r} is not a site factscope reads "
+        "(resid_post, mlp_out, ln2.hook_normalized)"
     )
 
 
@@ -68,11 +69,17 @@ def save_saelens(sae: SparseDictionary, folder: Path, extra: dict[str, Any] | No
     cfg = sae.cfg
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {
-        "W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec,
-    }  # fmt: skip
+        "W_enc": sae.W_enc,
+        "b_enc": sae.b_enc,
+        "W_dec": sae.W_dec,
+        "b_dec": sae.b_dec,
+    }
     if cfg.kind == "jumprelu":
         tensors["threshold"] = sae.threshold
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(folder / SAELENS_WEIGHTS))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+        str(folder / SAELENS_WEIGHTS),
+    )
     in_site = "mlp-in" if cfg.transcoder else cfg.site
     record: dict[str, Any] = {
         "architecture": {"topk": "topk", "jumprelu": "jumprelu", "relu": "standard"}[cfg.kind],
@@ -107,7 +114,9 @@ def load_saelens(folder: Path) -> SparseDictionary:
     """A dictionary from a SAELens folder (ours or SAELens's own)."""
     cfg_path, weights_path = folder / SAELENS_CFG, folder / SAELENS_WEIGHTS
     if not cfg_path.is_file() or not weights_path.is_file():
-        raise FactscopeError(f"{folder} is not a SAELens folder (needs {SAELENS_CFG} and {SAELENS_WEIGHTS})")
+        raise FactscopeError(
+            f"{folder} is not a SAELens folder (needs {SAELENS_CFG} and {SAELENS_WEIGHTS})"
+        )
     try:
         record = json.loads(cfg_path.read_text())
     except ValueError:
@@ -118,17 +127,24 @@ def load_saelens(folder: Path) -> SparseDictionary:
         arch = record.get("architecture", "standard")
         kinds = {"topk": "topk", "jumprelu": "jumprelu", "standard": "relu"}
         if arch not in kinds:
-            raise FactscopeError(f"SAELens architecture {arch!r} is not supported; use topk, jumprelu or standard")
+            raise FactscopeError(
+                f"SAELens architecture {arch!r} is not supported; use topk, jumprelu or standard"
+            )
         site, layer = _site_from_hook(str(record.get("hook_name", "")))
         k = record.get("k") or (record.get("activation_fn_kwargs") or {}).get("k") or 1
         transcoder = "d_out" in record or site == "mlp-in"
         cfg = SAEConfig(
-            d_in=int(record["d_in"]), d_sae=int(record["d_sae"]), kind=kinds[arch], k=int(k),
-            d_out=int(record["d_out"]) if "d_out" in record else None, transcoder=transcoder,
+            d_in=int(record["d_in"]),
+            d_sae=int(record["d_sae"]),
+            kind=kinds[arch],
+            k=int(k),
+            d_out=int(record["d_out"]) if "d_out" in record else None,
+            transcoder=transcoder,
             apply_b_dec_to_input=bool(record.get("apply_b_dec_to_input", False)),
-            layer=layer, site="mlp-out" if transcoder else site,
+            layer=layer,
+            site="mlp-out" if transcoder else site,
             model=str(record.get("model_name", "")),
-        )  # fmt: skip
+        )
     return _from_tensors(cfg, load_file(str(weights_path)), str(weights_path))
 
 
@@ -136,12 +152,17 @@ def _from_tensors(cfg: SAEConfig, tensors: dict[str, Tensor], where: str) -> Spa
     by_lower = {k.lower(): v for k, v in tensors.items()}
     unknown = sorted(set(by_lower) - {n.lower() for n in PARAM_NAMES})
     if unknown:
-        raise FactscopeError(f"{where} holds {', '.join(unknown)}, which factscope's dictionaries do not have")
+        raise FactscopeError(
+            f"{where} holds {', '.join(unknown)}, which factscope's dictionaries do not have"
+        )
     sae = SparseDictionary(cfg)
     shapes = {
-        "W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,), "W_dec": (cfg.d_sae, cfg.out_dim),
-        "b_dec": (cfg.out_dim,), "threshold": (cfg.d_sae,),
-    }  # fmt: skip
+        "W_enc": (cfg.d_in, cfg.d_sae),
+        "b_enc": (cfg.d_sae,),
+        "W_dec": (cfg.d_sae, cfg.out_dim),
+        "b_dec": (cfg.out_dim,),
+        "threshold": (cfg.d_sae,),
+    }
     with torch.no_grad():
         for name in PARAM_NAMES:
             value = by_lower.get(name.lower())
@@ -150,7 +171,9 @@ def _from_tensors(cfg: SAEConfig, tensors: dict[str, Tensor], where: str) -> Spa
                     continue
                 raise FactscopeError(f"{where} has no {name}")
             if tuple(value.shape) != shapes[name]:
-                raise FactscopeError(f"{where}: {name} has shape {tuple(value.shape)}, expected {shapes[name]}")
+                raise FactscopeError(
+                    f"{where}: {name} has shape {tuple(value.shape)}, expected {shapes[name]}"
+                )
             getattr(sae, name).data = value.to(torch.float32).clone()
     return sae
 
@@ -158,7 +181,7 @@ def _from_tensors(cfg: SAEConfig, tensors: dict[str, Tensor], where: str) -> Spa
 def save_gemma_scope(sae: SparseDictionary, path: Path) -> Path:
     """Write a Gemma Scope parameter file (.npz or .safetensors by the suffix)."""
     sae = _unscaled(sae)
-    if sae.cfg.kind != "jumprelu" or sae.cfg.apply_b_dec_to_input and not sae.cfg.transcoder:
+    if sae.cfg.kind != "jumprelu" or (sae.cfg.apply_b_dec_to_input and not sae.cfg.transcoder):
         raise FactscopeError("Gemma Scope files hold JumpReLU dictionaries that read x as it is")
     tensors = {name: getattr(sae, name).detach().contiguous().cpu() for name in PARAM_NAMES}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,10 +213,16 @@ def load_gemma_scope(
     d_in, d_sae = by_lower["w_enc"].shape
     d_out = by_lower["w_dec"].shape[1]
     cfg = SAEConfig(
-        d_in=int(d_in), d_sae=int(d_sae), kind="jumprelu", d_out=int(d_out) if transcoder else None,
-        transcoder=transcoder, apply_b_dec_to_input=False, layer=layer,
-        site="mlp-out" if transcoder else site, model=model,
-    )  # fmt: skip
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        kind="jumprelu",
+        d_out=int(d_out) if transcoder else None,
+        transcoder=transcoder,
+        apply_b_dec_to_input=False,
+        layer=layer,
+        site="mlp-out" if transcoder else site,
+        model=model,
+    )
     return _from_tensors(cfg, tensors, str(path))
 
 
@@ -205,7 +234,9 @@ def load_dictionary(
     if path.is_dir():
         return load_saelens(path)
     if not path.is_file():
-        raise FactscopeError(f"--sae {path} does not exist; give a SAELens folder or a Gemma Scope params file")
+        raise FactscopeError(
+            f"--sae {path} does not exist; give a SAELens folder or a Gemma Scope params file"
+        )
     if layer is None or site is None:
         beside = path.parent / "config.json"
         if beside.is_file():

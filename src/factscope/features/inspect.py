@@ -74,8 +74,12 @@ def _answer_id(lm: LoadedModel, answer: str) -> int:
     return ids[0]
 
 
-def _last_logits(lm: LoadedModel, tokens: Tensor, sae: SparseDictionary | None,
-                 edit: Callable[[Tensor], Tensor] | None = None) -> Tensor:  # fmt: skip
+def _last_logits(
+    lm: LoadedModel,
+    tokens: Tensor,
+    sae: SparseDictionary | None,
+    edit: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Last-position logits (V,), clean (sae None) or with the dictionary spliced in."""
     with torch.no_grad():
         if sae is None:
@@ -87,11 +91,15 @@ def _last_logits(lm: LoadedModel, tokens: Tensor, sae: SparseDictionary | None,
 def _top(lm: LoadedModel, logits: Tensor, n: int = 5) -> list[tuple[str, float]]:
     probs = logits.softmax(-1)
     values, ids = probs.topk(n)
-    return [(lm.tokenizer.decode([int(i)]), round(float(v), 5)) for v, i in zip(values, ids, strict=True)]
+    return [
+        (lm.tokenizer.decode([int(i)]), round(float(v), 5))
+        for v, i in zip(values, ids, strict=True)
+    ]
 
 
-def direction_tokens(lm: LoadedModel, sae: SparseDictionary, latent: int, n: int = 8
-                     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:  # fmt: skip
+def direction_tokens(
+    lm: LoadedModel, sae: SparseDictionary, latent: int, n: int = 8
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """The tokens latent's decoder direction promotes and suppresses most (direct effect
     through the final norm's gain and the unembedding)."""
     model = lm.model
@@ -102,12 +110,16 @@ def direction_tokens(lm: LoadedModel, sae: SparseDictionary, latent: int, n: int
     spell = lm.tokenizer.decode
     return (
         [(spell([int(i)]), round(float(v), 4)) for v, i in zip(up.values, up.indices, strict=True)],
-        [(spell([int(i)]), round(-float(v), 4)) for v, i in zip(down.values, down.indices, strict=True)],
+        [
+            (spell([int(i)]), round(-float(v), 4))
+            for v, i in zip(down.values, down.indices, strict=True)
+        ],
     )
 
 
-def corpus_activations(sae: SparseDictionary, store: DiskStore, latents: Sequence[int],
-                       max_tokens: int) -> tuple[Tensor, Tensor]:  # fmt: skip
+def corpus_activations(
+    sae: SparseDictionary, store: DiskStore, latents: Sequence[int], max_tokens: int
+) -> tuple[Tensor, Tensor]:
     """Activations (N, len(latents)) of the chosen latents over the first `max_tokens`
     tokens of the store, and the store's token ids (n_seq, T)."""
     site = "mlp-in" if sae.cfg.transcoder else sae.cfg.site
@@ -124,7 +136,9 @@ def corpus_activations(sae: SparseDictionary, store: DiskStore, latents: Sequenc
     return torch.cat(rows), torch.cat(tokens)
 
 
-def _contexts(lm: LoadedModel, acts: Tensor, tokens: Tensor, n: int, window: int = 12) -> list[dict[str, Any]]:
+def _contexts(
+    lm: LoadedModel, acts: Tensor, tokens: Tensor, n: int, window: int = 12
+) -> list[dict[str, Any]]:
     body = tokens.shape[1] - 1
     best = acts.topk(min(n, acts.shape[0]))
     out = []
@@ -134,12 +148,14 @@ def _contexts(lm: LoadedModel, acts: Tensor, tokens: Tensor, n: int, window: int
         seq, pos = divmod(int(row), body)
         pos += 1  # row r is position r % body + 1 (BOS not recorded)
         ids = tokens[seq].tolist()
-        out.append({
-            "left": lm.tokenizer.decode(ids[max(1, pos - window):pos]),
-            "token": lm.tokenizer.decode([ids[pos]]),
-            "right": lm.tokenizer.decode(ids[pos + 1:pos + 4]),
-            "act": round(float(value), 4),
-        })  # fmt: skip
+        out.append(
+            {
+                "left": lm.tokenizer.decode(ids[max(1, pos - window) : pos]),
+                "token": lm.tokenizer.decode([ids[pos]]),
+                "right": lm.tokenizer.decode(ids[pos + 1 : pos + 4]),
+                "act": round(float(value), 4),
+            }
+        )
     return out
 
 
@@ -171,7 +187,9 @@ def inspect_prompt(
     active = []
     for row in latents:
         values, ids = row.topk(min(per_token, row.shape[0]))
-        active.append([(int(i), round(float(v), 4)) for v, i in zip(values, ids, strict=True) if v > 0])
+        active.append(
+            [(int(i), round(float(v), 4)) for v, i in zip(values, ids, strict=True) if v > 0]
+        )
 
     answer_id = _answer_id(lm, answer) if answer else int(logits.argmax())
     answer_text = answer if answer else lm.tokenizer.decode([answer_id])
@@ -189,7 +207,9 @@ def inspect_prompt(
     dashboards = []
     corpus_acts = corpus_tok = None
     if store is not None and chosen:
-        corpus_acts, corpus_tok = corpus_activations(sae, store, [c[1] for c in chosen], context_tokens)
+        corpus_acts, corpus_tok = corpus_activations(
+            sae, store, [c[1] for c in chosen], context_tokens
+        )
     for j, (name, latent, act) in enumerate(chosen):
         promotes, suppresses = direction_tokens(lm, sae, latent)
         board = Dashboard(latent, name, act, promotes=promotes, suppresses=suppresses)
@@ -200,24 +220,38 @@ def inspect_prompt(
             board.frequency = float((column > 0).float().mean())
             if nonzero.size:
                 counts, edges = np.histogram(nonzero, bins=20)
-                board.histogram = {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
+                board.histogram = {
+                    "edges": [round(float(e), 4) for e in edges],
+                    "counts": counts.tolist(),
+                }
         dashboards.append(board)
 
     attribution = attribute(lm, sae, tokens, answer_id, top=2 * top)
     interventions = []
-    for name, latent, act in chosen[: 2 * top]:
+    for name, latent, _ in chosen[: 2 * top]:
         pos = subject_pos if name == "subject" else tokens.shape[1] - 1
         for mode, scale in (("ablate", 0.0), ("steer", steer_scale)):
-            interventions.append(intervene(lm, sae, tokens, latent, pos, answer_id, mode, scale) | {"from": name})
+            interventions.append(
+                intervene(lm, sae, tokens, latent, pos, answer_id, mode, scale) | {"from": name}
+            )
     return FeaturesResult(
-        prompt=prompt, tokens=spelled, subject_position=subject_pos, answer=answer_text,
-        active=active, p_clean=p_clean, p_spliced=p_spliced, dashboards=dashboards,
-        attribution=attribution, interventions=interventions, top_predictions=_top(lm, logits),
-    )  # fmt: skip
+        prompt=prompt,
+        tokens=spelled,
+        subject_position=subject_pos,
+        answer=answer_text,
+        active=active,
+        p_clean=p_clean,
+        p_spliced=p_spliced,
+        dashboards=dashboards,
+        attribution=attribution,
+        interventions=interventions,
+        top_predictions=_top(lm, logits),
+    )
 
 
-def attribute(lm: LoadedModel, sae: SparseDictionary, tokens: Tensor, answer_id: int,
-              top: int = 10) -> list[dict[str, Any]]:  # fmt: skip
+def attribute(
+    lm: LoadedModel, sae: SparseDictionary, tokens: Tensor, answer_id: int, top: int = 10
+) -> list[dict[str, Any]]:
     """log p(answer) attributed to each (token, latent) by gradient x activation, the top
     `top` by size, each checked by zeroing that latent at that token (spliced runs)."""
     held: dict[str, Tensor] = {}
@@ -249,20 +283,34 @@ def attribute(lm: LoadedModel, sae: SparseDictionary, tokens: Tensor, answer_id:
             return x
 
         after = float(_last_logits(lm, tokens, sae, zero).log_softmax(-1)[answer_id])
-        rows.append({
-            "position": pos, "latent": latent, "act": round(float(latents[0, pos, latent].detach()), 4),
-            "grad_x_act": round(float(gxa[pos, latent]), 5),
-            "ablation_delta": round(base - after, 5),  # what the latent added to log p
-        })  # fmt: skip
+        rows.append(
+            {
+                "position": pos,
+                "latent": latent,
+                "act": round(float(latents[0, pos, latent].detach()), 4),
+                "grad_x_act": round(float(gxa[pos, latent]), 5),
+                "ablation_delta": round(base - after, 5),  # what the latent added to log p
+            }
+        )
     return rows
 
 
-def intervene(lm: LoadedModel, sae: SparseDictionary, tokens: Tensor, latent: int, position: int | None,
-              answer_id: int, mode: str = "ablate", scale: float = 10.0) -> dict[str, Any]:  # fmt: skip
+def intervene(
+    lm: LoadedModel,
+    sae: SparseDictionary,
+    tokens: Tensor,
+    latent: int,
+    position: int | None,
+    answer_id: int,
+    mode: str = "ablate",
+    scale: float = 10.0,
+) -> dict[str, Any]:
     """Ablate a latent (set it to 0) or steer with it (add `scale` to it) at `position`
     (None: every token but BOS); p(answer) and the top predictions before and after."""
     if not 0 <= latent < sae.cfg.d_sae:
-        raise FactscopeError(f"latent {latent} is out of range; the SAE has {sae.cfg.d_sae} latents")
+        raise FactscopeError(
+            f"latent {latent} is out of range; the SAE has {sae.cfg.d_sae} latents"
+        )
     where = slice(1, None) if position is None else slice(position, position + 1)
 
     def edit(x: Tensor) -> Tensor:
@@ -273,11 +321,15 @@ def intervene(lm: LoadedModel, sae: SparseDictionary, tokens: Tensor, latent: in
     before = _last_logits(lm, tokens, sae)
     after = _last_logits(lm, tokens, sae, edit)
     return {
-        "latent": latent, "position": position, "mode": mode, "scale": scale if mode == "steer" else 0.0,
+        "latent": latent,
+        "position": position,
+        "mode": mode,
+        "scale": scale if mode == "steer" else 0.0,
         "p_before": round(float(before.softmax(-1)[answer_id]), 6),
         "p_after": round(float(after.softmax(-1)[answer_id]), 6),
-        "top_before": _top(lm, before), "top_after": _top(lm, after),
-    }  # fmt: skip
+        "top_before": _top(lm, before),
+        "top_after": _top(lm, after),
+    }
 
 
 def feature_specificity(
@@ -305,36 +357,49 @@ def feature_specificity(
     sites = [f"blocks.{layer}.mlp.post" for layer, _ in neurons]
     tokens = lm.encode(result.prompt)
     _, cache = run_with_cache(lm.model, tokens, sites)
-    ref = {(l, i): float(cache[f"blocks.{l}.mlp.post"][0, result.subject_position, i]) for l, i in neurons}
+    ref = {
+        (l, i): float(cache[f"blocks.{l}.mlp.post"][0, result.subject_position, i])
+        for l, i in neurons
+    }
     rows = []
     for rec in records:
         toks = lm.encode(rec.prompt)
         pos = lm.tokenizer.find_subject_span(rec.prompt, rec.subject)[1] - 1
         with torch.no_grad(), splice(lm.model, sae) as seen:
-            _, cache = run_with_cache(lm.model, toks, sites)
+            lm.model(toks, logits_at="last")
         lat = seen["latents"][0]
-        row: dict[str, Any] = {"subject": rec.subject, "answer": rec.answer,
-                               "feature": round(float(lat[pos, feature]), 4)}  # fmt: skip
+        _, cache = run_with_cache(lm.model, toks, sites)  # the neurons of the clean run
+        row: dict[str, Any] = {
+            "subject": rec.subject,
+            "answer": rec.answer,
+            "feature": round(float(lat[pos, feature]), 4),
+        }
         if last_feature is not None:
             row["last_feature"] = round(float(lat[-1, last_feature]), 4)
-        for (l, i), r in ref.items():
-            a = float(cache[f"blocks.{l}.mlp.post"][0, pos, i])
-            row[f"neuron L{l}.{i}"] = round(a, 4)
-            row[f"neuron L{l}.{i} active"] = bool(r != 0 and a / r >= 0.5)
+        for (layer, index), on_subject in ref.items():
+            a = float(cache[f"blocks.{layer}.mlp.post"][0, pos, index])
+            row[f"neuron L{layer}.{index}"] = round(a, 4)
+            row[f"neuron L{layer}.{index} active"] = bool(on_subject != 0 and a / on_subject >= 0.5)
         rows.append(row)
-    summary: dict[str, Any] = {"subject_feature": feature, "last_feature": last_feature,
-                               "neurons": [list(n) for n in neurons], "n_subjects": len(rows)}  # fmt: skip
-    summary["subject_feature_fires"] = sum(r["feature"] > 0 for r in rows)
+    summary: dict[str, Any] = {
+        "subject_feature": feature,
+        "last_feature": last_feature,
+        "neurons": [list(n) for n in neurons],
+        "n_subjects": len(rows),
+    }
+    summary["subject_feature_fires"] = sum(row["feature"] > 0 for row in rows)
     by_answer: dict[str, dict[str, int]] = {}
-    for r in rows:
-        g = by_answer.setdefault(r["answer"], {"n": 0, "feature": 0, "last_feature": 0})
+    for row in rows:
+        g = by_answer.setdefault(row["answer"], {"n": 0, "feature": 0, "last_feature": 0})
         g["n"] += 1
-        g["feature"] += int(r["feature"] > 0)
-        g["last_feature"] += int(r.get("last_feature", 0) > 0)
-        for l, i in neurons:
-            g[f"neuron L{l}.{i}"] = g.get(f"neuron L{l}.{i}", 0) + int(r[f"neuron L{l}.{i} active"])
+        g["feature"] += int(row["feature"] > 0)
+        g["last_feature"] += int(row.get("last_feature", 0) > 0)
+        for layer, index in neurons:
+            key = f"neuron L{layer}.{index}"
+            g[key] = g.get(key, 0) + int(row[f"{key} active"])
     summary["by_answer"] = by_answer
-    for l, i in neurons:
-        summary[f"neuron L{l}.{i} active"] = sum(r[f"neuron L{l}.{i} active"] for r in rows)
+    for layer, index in neurons:
+        key = f"neuron L{layer}.{index}"
+        summary[f"{key} active"] = sum(row[f"{key} active"] for row in rows)
     summary["rows"] = rows
     return summary

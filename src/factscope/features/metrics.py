@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from torch import Tensor
 from factscope.features.activations import Store
 from factscope.features.sae import SparseDictionary
 from factscope.hooks import hooks
-from factscope.model import Transformer
+from factscope.model import Block, Transformer
 
 DENSE_FRACTION = 0.1
 
@@ -66,7 +67,7 @@ def splice(
             mid["x"] = x
 
         def replace_out(x: Tensor, site: str) -> Tensor:
-            return reconstruct(model.blocks[layer].mlp_norm(mid["x"]), x)
+            return reconstruct(cast(Block, model.blocks[layer]).mlp_norm(mid["x"]), x)
 
         fns = {f"blocks.{layer}.resid_mid": read_mid, f"blocks.{layer}.mlp.out": replace_out}
     else:
@@ -101,14 +102,18 @@ class Metrics:
 
 
 @torch.no_grad()
-def reconstruction_metrics(
-    sae: SparseDictionary, store: Store, batch_size: int = 4096
-) -> Metrics:
+def reconstruction_metrics(sae: SparseDictionary, store: Store, batch_size: int = 4096) -> Metrics:
     """L0, explained variance, MSE and latent frequencies over every token of `store`."""
     cfg = sae.cfg
     in_site, out_site = ("mlp-in", "mlp-out") if cfg.transcoder else (cfg.site, cfg.site)
     fired = torch.zeros(cfg.d_sae, dtype=torch.int64)
-    n, l0_sum, sq_err, sum_t, sum_t2 = 0, 0.0, 0.0, torch.zeros(cfg.out_dim, dtype=torch.float64), 0.0
+    n, l0_sum, sq_err, sum_t, sum_t2 = (
+        0,
+        0.0,
+        0.0,
+        torch.zeros(cfg.out_dim, dtype=torch.float64),
+        0.0,
+    )
     for i in range(store.n_shards):
         shard = store.shard(i, sorted({in_site, out_site}))
         x_all, t_all = shard[in_site].float(), shard[out_site].float()
@@ -171,7 +176,9 @@ def ce_losses(
                 x = resid.to(model.dtype)
             h = model.run_blocks(x, positions, layer + 1)
             logits = model.unembed_residual(h[:, :-1]).float()  # (B, T-1, V)
-            totals[name] += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum"))
+            totals[name] += float(
+                F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum")
+            )
         count += targets.numel()
     return {name: total / count for name, total in totals.items()} | {"tokens": float(count)}
 
@@ -187,7 +194,11 @@ def evaluate(
     metrics = reconstruction_metrics(sae, store)
     if model is not None and sequences is not None and sequences.shape[0] > 0:
         ce = ce_losses(model, sae, sequences)
-        metrics.ce_clean, metrics.ce_spliced, metrics.ce_zero_ablated = ce["clean"], ce["spliced"], ce["zero"]
+        metrics.ce_clean, metrics.ce_spliced, metrics.ce_zero_ablated = (
+            ce["clean"],
+            ce["spliced"],
+            ce["zero"],
+        )
         metrics.ce_tokens = int(ce["tokens"])
         gap = ce["zero"] - ce["clean"]
         metrics.ce_loss_recovered = (ce["zero"] - ce["spliced"]) / gap if gap else None

@@ -53,7 +53,9 @@ class SAEConfig:
         if self.kind not in KINDS:
             raise FactscopeError(f"unknown SAE kind {self.kind!r}; use one of {', '.join(KINDS)}")
         if self.kind == "topk" and not 1 <= self.k <= self.d_sae:
-            raise FactscopeError(f"--k must be between 1 and --latents ({self.d_sae}), got {self.k}")
+            raise FactscopeError(
+                f"--k must be between 1 and --latents ({self.d_sae}), got {self.k}"
+            )
 
     @property
     def out_dim(self) -> int:
@@ -107,6 +109,9 @@ class _Step(torch.autograd.Function):
 class SparseDictionary(nn.Module):
     """An SAE or a transcoder (see the module docstring)."""
 
+    in_scale: Tensor
+    out_scale: Tensor
+
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -116,7 +121,9 @@ class SparseDictionary(nn.Module):
         self.W_dec = nn.Parameter(torch.zeros(d_sae, d_out))
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         # jumprelu's per-latent threshold (scaled units); unused by the other kinds
-        self.threshold = nn.Parameter(torch.full((d_sae,), 0.001 if cfg.kind == "jumprelu" else 0.0))
+        self.threshold = nn.Parameter(
+            torch.full((d_sae,), 0.001 if cfg.kind == "jumprelu" else 0.0)
+        )
         self.register_buffer("in_scale", torch.ones(()))
         self.register_buffer("out_scale", torch.ones(()))
 
@@ -261,11 +268,15 @@ def dictionary_loss(
     zero = torch.zeros((), device=x.device)
     sparsity, aux = zero, zero
     if kind == "relu":
-        sparsity = l1_coefficient * (latents * sae.W_dec.norm(dim=1)).sum(1).mean() / math.sqrt(
-            sae.cfg.out_dim
+        sparsity = (
+            l1_coefficient
+            * (latents * sae.W_dec.norm(dim=1)).sum(1).mean()
+            / math.sqrt(sae.cfg.out_dim)
         )
     elif kind == "jumprelu":
-        sparsity = l0_coefficient * _Step.apply(pre, sae.threshold, sae.cfg.jump_bandwidth).sum(1).mean()
+        sparsity = (
+            l0_coefficient * _Step.apply(pre, sae.threshold, sae.cfg.jump_bandwidth).sum(1).mean()
+        )
     elif dead is not None and bool(dead.any()):
         k_aux = min(aux_k or sae.cfg.out_dim // 2, int(dead.sum()))
         dead_pre = pre.masked_fill(~dead, float("-inf"))

@@ -50,7 +50,9 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     """Linear warm-up, constant, linear decay to 0 over the last `decay_fraction`."""
     warm = min(1.0, (step + 1) / max(1, tc.warmup_steps))
     decay_start = tc.n_steps * (1 - tc.decay_fraction)
-    decay = 1.0 if step < decay_start else max(0.0, (tc.n_steps - step) / (tc.n_steps - decay_start))
+    decay = (
+        1.0 if step < decay_start else max(0.0, (tc.n_steps - step) / (tc.n_steps - decay_start))
+    )
     return tc.lr * warm * decay
 
 
@@ -70,7 +72,9 @@ def batch_sites(cfg: SAEConfig) -> list[str]:
     return _sites(cfg)
 
 
-def initial_dictionary(cfg: SAEConfig, batches: ShuffledBatches, tc: TrainConfig) -> SparseDictionary:
+def initial_dictionary(
+    cfg: SAEConfig, batches: ShuffledBatches, tc: TrainConfig
+) -> SparseDictionary:
     """A fresh dictionary: scales from the first batches (mean norm / sqrt(d) -> 1), b_dec
     at the geometric median (or mean) of the first batch, decoder rows random unit."""
     sae = SparseDictionary(cfg)
@@ -110,7 +114,9 @@ def train_dictionary(
     ckpt_path = run_dir / CHECKPOINT
     settings = {"sae": cfg.to_dict(), "train": asdict(tc), "batch_size": batches.batch_size}
     sae = initial_dictionary(cfg, batches, tc).to(device)
-    params = [p for name, p in sae.named_parameters() if name != "threshold" or cfg.kind == "jumprelu"]
+    params = [
+        p for name, p in sae.named_parameters() if name != "threshold" or cfg.kind == "jumprelu"
+    ]
     opt = torch.optim.Adam(params, lr=tc.lr, betas=(0.9, 0.999))
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.int64, device=device)  # tokens
     history: list[dict[str, float]] = []
@@ -129,14 +135,20 @@ def train_dictionary(
 
     def save(step: int) -> None:
         state = {
-            "settings": settings, "step": step, "sae": sae.state_dict(),
-            "optimizer": opt.state_dict(), "since_fired": since_fired.cpu(), "history": history,
-        }  # fmt: skip
+            "settings": settings,
+            "step": step,
+            "sae": sae.state_dict(),
+            "optimizer": opt.state_dict(),
+            "since_fired": since_fired.cpu(),
+            "history": history,
+        }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)
 
-    bar = tqdm(total=tc.n_steps, initial=step, unit="step", desc=f"train {cfg.kind}", disable=not progress)
+    bar = tqdm(
+        total=tc.n_steps, initial=step, unit="step", desc=f"train {cfg.kind}", disable=not progress
+    )
     while step < tc.n_steps:
         batch = {k: v.to(device) for k, v in batches.batch(step).items()}
         x, target = _inputs(sae, batch)
@@ -144,9 +156,14 @@ def train_dictionary(
             group["lr"] = lr_at(step, tc)
         dead = since_fired >= tc.dead_after_tokens
         losses = dictionary_loss(
-            sae, x, target, dead=dead, l1_coefficient=tc.l1_coefficient,
-            l0_coefficient=tc.l0_coefficient, aux_coefficient=tc.aux_coefficient,
-        )  # fmt: skip
+            sae,
+            x,
+            target,
+            dead=dead,
+            l1_coefficient=tc.l1_coefficient,
+            l0_coefficient=tc.l0_coefficient,
+            aux_coefficient=tc.aux_coefficient,
+        )
         opt.zero_grad(set_to_none=True)
         losses.total.backward()
         sae.remove_parallel_grad()
@@ -160,9 +177,13 @@ def train_dictionary(
         if step % tc.log_every == 0 or step == tc.n_steps:
             dead_frac = float((since_fired >= tc.dead_after_tokens).float().mean())
             row = {
-                "step": step, "tokens": step * batches.batch_size, "fvu": float(losses.mse.detach()),
-                "l0": losses.l0, "aux": float(losses.aux.detach()), "dead": dead_frac,
-            }  # fmt: skip
+                "step": step,
+                "tokens": step * batches.batch_size,
+                "fvu": float(losses.mse.detach()),
+                "l0": losses.l0,
+                "aux": float(losses.aux.detach()),
+                "dead": dead_frac,
+            }
             history.append(row)
             bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=f"{dead_frac:.1%}")
         bar.update(1)
