@@ -3,6 +3,7 @@ recovered, splicing, bit-exact formats and resumable training."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ from factscope.features.sae import SAEConfig, SparseDictionary, dictionary_loss,
 from factscope.features.train import TrainConfig, train_dictionary
 from factscope.load import LoadedModel, load_model
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These dictionaries are tiny: one thread, so that a shared machine's thread
+    contention does not multiply each step's time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def planted(n: int = 12_288, d: int = 24, n_true: int = 48, active: int = 3, seed: int = 0):
