@@ -141,7 +141,7 @@ def jordan() -> None:
     )
     prompt, subject, answer = "Michael Jordan plays the sport of", "Michael Jordan", " basketball"
     result = inspect_prompt(
-        lm, sae, prompt, subject=subject, answer=answer, store=train_store, top=8
+        lm, sae, prompt, subject=subject, answer=answer, store=train_store, top=3
     )
     docs = OUT.parent
     neurons_json = json.loads((docs / "read-neurons" / "neurons.json").read_text())
