@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from factscope.cli import core, edit, locate, read, scratch, study, superposition, web  # noqa: F401  (register commands)
+from factscope.cli import core, edit, features, locate, read, scratch, study, superposition, web  # noqa: F401  (register commands)
 from factscope.cli.common import app, err
 from factscope.cli.errors import exit_types, usage_error_line, usage_error_types
 from factscope.cli.panels import arrange
