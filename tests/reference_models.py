@@ -49,7 +49,10 @@ TINY: dict[str, dict[str, Any]] = {
 
 
 def random_model(family: str, seed: int = 0) -> Transformer:
-    """A tiny model of ours with random weights, norm weights spread around 1."""
+    """A tiny model of ours with random weights, norm weights spread around 1; for the
+    names of FAMILY_CONFIGS, the conversion of that tiny transformers model."""
+    if family in FAMILY_CONFIGS:
+        return ours_from_hf(tiny_family_model(family, seed))
     torch.manual_seed(seed)
     model = Transformer(tiny_config(family)).eval()
     with torch.no_grad():
@@ -74,7 +77,7 @@ _SHAPE: dict[str, Any] = dict(
 # shorter than the test prompts, soft caps small enough to bend the scores, Llama 3 scaling
 # whose original context makes every frequency band occur).
 FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
-    "llama": dict(
+    "llama3": dict(
         _SHAPE,
         model_type="llama",
         rope_scaling=dict(
@@ -101,7 +104,7 @@ FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
     "phi3": dict(_SHAPE, model_type="phi3", sliding_window=5, pad_token_id=0),
     "olmo2": dict(_SHAPE, model_type="olmo2"),
 }  # fmt: skip
-HF_FAMILIES = list(FAMILY_CONFIGS)
+FAMILY_NAMES = list(FAMILY_CONFIGS)
 
 
 def tiny_hf_model(family: str, seed: int = 0, **overrides: Any) -> transformers.PreTrainedModel:

@@ -29,9 +29,7 @@ def _per_layer_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         RotaryTables,
         "get",
-        lambda self, positions, *rope: rotary_cos_sin(
-            positions, *rope
-        ),
+        lambda self, positions, *rope: rotary_cos_sin(positions, *rope),
     )
 
 

@@ -383,7 +383,9 @@ class Transformer(nn.Module):
         # learned absolute positions (GPT-2), added to the token embeddings
         self.pos_embedding = (
             nn.Embedding(
-                cfg.context_length, cfg.d_model, _weight=torch.empty(cfg.context_length, cfg.d_model)
+                cfg.context_length,
+                cfg.d_model,
+                _weight=torch.empty(cfg.context_length, cfg.d_model),
             )
             if cfg.positions == "learned"
             else None

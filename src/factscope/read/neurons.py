@@ -42,7 +42,7 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.hooks import HookFn, hooks, run_with_cache
-from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution
+from factscope.locate.lens import _frozen_rms_scale, direct_logit_attribution, norm_readout
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import MLP, Block, KVCache, Transformer
 from factscope.read.names import Variant, build_variants, names_data, replace_subject
@@ -196,7 +196,7 @@ def neuron_readout(
     `post` (L, F) are the activations at that position (they set the frozen post-MLP norm
     scale); `direction` (D,) is W_U[answer]; `final_scale` the frozen 1/rms of the final norm.
     """
-    readout = final_scale.double() * model.norm.weight.double() * direction.double()  # (D,)
+    readout = norm_readout(model.norm, final_scale, direction)  # (D,)
     rows = []
     for layer in range(model.cfg.n_layers):
         mlp = _mlp(model, layer)
@@ -549,6 +549,12 @@ def written_tokens(
     return out
 
 
+def _norm_gain(norm: torch.nn.Module, dim: int) -> Tensor:
+    """A norm's per-feature gain (float32), ones where there is no norm."""
+    weight = getattr(norm, "weight", None)
+    return torch.ones(dim) if not isinstance(weight, Tensor) else weight.float()
+
+
 @torch.no_grad()
 def read_tokens(
     model: Transformer, rows: Tensor, layers: Sequence[int], k: int, tokenizer: Tokenizer | None
@@ -557,7 +563,8 @@ def read_tokens(
     the row is applied to mlp_norm(x), so its direction in embedding space is g_mlp * row."""
     weight = model.embedding.weight.float()  # (V, D)
     blocks = [cast(Block, model.blocks[layer]) for layer in layers]
-    gains = torch.stack([b.mlp_norm.weight.float() for b in blocks])  # (n, D)
+    # no pre-MLP norm (OLMo 2): the row reads the residual itself, gain 1
+    gains = torch.stack([_norm_gain(b.mlp_norm, weight.shape[1]) for b in blocks])  # (n, D)
     directions = rows.float() * gains  # (n, D)
     norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-12)  # (V,)
     cos = (weight @ directions.T) / norms[:, None] / torch.linalg.vector_norm(directions, dim=1)

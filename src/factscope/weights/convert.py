@@ -44,6 +44,7 @@ GGUF_NAMES: dict[str, str] = {
     "blocks.{i}.mlp.post_norm.weight": "blk.{i}.post_ffw_norm.weight",
 }
 
+
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor the internal layout needs, with its shape."""
     D, F, V, dh = cfg.d_model, cfg.d_mlp, cfg.vocab_size, cfg.d_head
@@ -430,7 +431,7 @@ def _hf_config_fields(family: str, hf: Mapping[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     window = hf.get("sliding_window")
     local = _hf_local_layers(hf, n_layers, window)
-    if local:
+    if local and window is not None:
         fields |= dict(sliding_window=int(window), local_layers=local, rope_theta_local=rope.theta)
     if family == "qwen2":
         fields |= dict(qkv_bias=True, o_bias=False)
@@ -602,11 +603,11 @@ def convert_hf_tensors(
                 names = [f"{p.format(i=i)}.{kind}" for p in fused.parts]
                 if names[0] not in shapes:
                     continue
-                source = prefix + fused_template.format(i=i) + "." + kind
-                tensor = read(source, names[0])
+                fused_source = prefix + fused_template.format(i=i) + "." + kind
+                tensor = read(fused_source, names[0])
                 rows = [shapes[n][0] for n in names]
                 want = (sum(rows), *shapes[names[0]][1:])
-                _check_shape(" + ".join(names), source, tensor, want)
+                _check_shape(" + ".join(names), fused_source, tensor, want)
                 if fused.layout == "per_head":  # (H, parts, dh, ...) rows
                     pieces = tensor.unflatten(0, (cfg.n_heads, len(names), -1)).unbind(1)
                     pieces = tuple(p.flatten(0, 1) for p in pieces)
@@ -616,8 +617,8 @@ def convert_hf_tensors(
     for name, shape in shapes.items():
         if name in state:
             continue
-        source = hf_tensor_name(family, prefix, name)
-        if name == "unembed.weight":
+        source: str | None = hf_tensor_name(family, prefix, name)
+        if name == "unembed.weight":  # Pythia's files call it embed_out, newer ones lm_head
             source = next((s for s in family.unembed if s in available), family.unembed[0])
         if source is None:
             raise UnsupportedModelError(f"{cfg.family} checkpoints have no tensor for {name}")
