@@ -364,6 +364,20 @@ HF_MODEL_TYPES = {t: f.label for f in HF_FAMILIES.values() for t in f.model_type
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
+def family_rows() -> list[dict[str, Any]]:
+    """The families factscope reads, for `factscope models` and docs: plain data."""
+    return [
+        {
+            "family": f.label,
+            "title": f.title,
+            "model_types": list(f.model_types),
+            "gguf": f.label in SUPPORTED_ARCHITECTURES,
+            "differs": f.differs,
+        }
+        for f in HF_FAMILIES.values()
+    ]
+
+
 def supported_families() -> str:
     """The model_type values factscope reads, for error messages."""
     return ", ".join(HF_MODEL_TYPES)
