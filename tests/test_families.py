@@ -24,6 +24,7 @@ from factscope.locate.lens import direct_logit_attribution, lens_residuals, norm
 from factscope.locate.patch import patched_logit_diffs
 from factscope.locate.trace import trace_fact
 from factscope.read.directions import answer_projection
+from factscope.read.params import count_params
 from factscope.read.neurons import ablated_answer_probs, final_contributions
 from factscope.study.probe import collect_activations
 from factscope.tokenizer import Tokenizer
@@ -261,3 +262,8 @@ def test_a_torch_forward_hook_on_the_pattern_fires_in_training() -> None:
         handle.remove()
     assert seen == [(1, model.cfg.n_heads, TOKENS.shape[1], TOKENS.shape[1])]
     assert not point.hooked
+
+
+def test_parameter_count_is_exact(checkpoint) -> None:  # type: ignore[no-untyped-def]
+    _, lm = checkpoint
+    assert count_params(lm.cfg).total == sum(p.numel() for p in lm.model.parameters())
