@@ -24,8 +24,8 @@ from factscope.locate.lens import direct_logit_attribution, lens_residuals, norm
 from factscope.locate.patch import patched_logit_diffs
 from factscope.locate.trace import trace_fact
 from factscope.read.directions import answer_projection
-from factscope.read.params import count_params
 from factscope.read.neurons import ablated_answer_probs, final_contributions
+from factscope.read.params import count_params
 from factscope.study.probe import collect_activations
 from factscope.tokenizer import Tokenizer
 from reference_models import (
@@ -39,8 +39,8 @@ from study_tiny import tiny_dataset
 from test_patch import ANSWERS, CLEAN, CORRUPT, full_logit_diff
 from test_rome import FAST, PROMPT, tiny_stats
 from test_trace import KINDS, SPAN, scores
-from tiny_checkpoints import write_tiny_hf_folder
-from tokenizer_vocabs import gemma_like_metadata
+from tiny_checkpoints import write_tiny_gguf, write_tiny_hf_folder
+from tokenizer_vocabs import byte_level_metadata, gemma_like_metadata
 
 PROMPTS = [(2, 1), (2, 6), (1, 23), (3, 40)]  # (batch, length): past every sliding window
 TOKENS = torch.tensor([[1, 5, 6, 7, 8, 9, 10]])
@@ -267,3 +267,25 @@ def test_a_torch_forward_hook_on_the_pattern_fires_in_training() -> None:
 def test_parameter_count_is_exact(checkpoint) -> None:  # type: ignore[no-untyped-def]
     _, lm = checkpoint
     assert count_params(lm.cfg).total == sum(p.numel() for p in lm.model.parameters())
+
+
+GGUF_FAMILIES = ["llama3", "qwen2", "qwen3", "phi3"]
+
+
+@pytest.mark.parametrize("family", GGUF_FAMILIES)
+def test_gguf_file_of_the_family_matches_transformers(family: str, tmp_path: Path) -> None:
+    """The family's GGUF file, written with the gguf package's GGUFWriter from the same
+    weights under llama.cpp's names (Q/K permuted for llama, phi3's fused qkv and gate_up,
+    Llama 3's scaling as rope_freqs), gives transformers' logits."""
+    vocab = len(byte_level_metadata()["tokenizer.ggml.tokens"])
+    hf = tiny_family_model(family, seed=2, vocab_size=vocab)
+    path = tmp_path / f"{family}.gguf"
+    write_tiny_gguf(path, hf, quantize=False)
+    lm = load_model(path, use_cache=False)
+    assert lm.cfg.family == hf.config.model_type
+    for batch, length in PROMPTS:
+        tokens = torch.randint(
+            0, vocab, (batch, length), generator=torch.Generator().manual_seed(4)
+        )
+        with torch.no_grad():
+            assert relative_error(lm.model(tokens), hf(tokens).logits) < 1e-4, (batch, length)

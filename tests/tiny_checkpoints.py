@@ -19,6 +19,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers
 
 from factscope.weights.convert import (
+    GGUF_FUSED,
     GGUF_NAMES,
     config_from_hf,
     convert_hf_tensors,
@@ -29,7 +30,7 @@ from factscope.weights.convert import (
 from reference_models import tiny_hf_model
 from tokenizer_vocabs import byte_level_metadata, gemma_like_metadata
 
-ARCH = {"llama": "llama", "gemma3": "gemma3"}
+ARCH = {"llama": "llama", "gemma3": "gemma3", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3"}
 
 
 def tiny_hf_for_gguf(family: str, seed: int = 0) -> transformers.PreTrainedModel:
@@ -74,7 +75,18 @@ def write_tiny_gguf(path: Path, hf: transformers.PreTrainedModel, quantize: bool
         writer.add_sliding_window(cfg.sliding_window)
     for key, value in _tokenizer_metadata(cfg.family).items():
         _add_metadata(writer, key, value)
+    if cfg.rope_freq_factors is not None:  # Llama 3 scaling, as llama.cpp's converter writes it
+        writer.add_tensor("rope_freqs.weight", np.array(cfg.rope_freq_factors, dtype=np.float32))
+    fused_parts: set[str] = set()
+    for template, parts in GGUF_FUSED.get(cfg.family, {}).items():
+        for i in range(cfg.n_layers):
+            names = [p.format(i=i) for p in parts]
+            fused = torch.cat([internal[n] for n in names]).float().numpy()
+            writer.add_tensor(template.format(i=i), fused)
+            fused_parts |= set(names)
     for name in expected_shapes(cfg):
+        if name in fused_parts:
+            continue
         tensor = internal[name]
         if cfg.family == "llama" and name.endswith("q_proj.weight"):
             tensor = permute_rope(tensor, cfg.n_heads)

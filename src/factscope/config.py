@@ -66,9 +66,10 @@ class ModelConfig:
     local_layers: tuple[int, ...] = ()
     rope_theta_local: float = 10_000.0
     rope_scaling: float = 1.0  # position interpolation factor (1 = none)
-    # Llama 3's scaling (low_freq_factor, high_freq_factor, original context): only the
-    # slow frequencies are divided by rope_scaling, the fast ones kept, a blend between.
-    rope_llama3: tuple[float, float, int] | None = None
+    # One divisor per rotary frequency (Llama 3's scaling, computed at conversion from its
+    # config or read from llama.cpp's rope_freqs tensor): slow frequencies are stretched,
+    # fast ones kept, a blend between.
+    rope_freq_factors: tuple[float, ...] | None = None
     pre_norms: bool = True  # norm the residual before attention and MLP (all but OLMo 2)
     post_norms: bool = False  # norm the attention and MLP outputs before the add
     qk_norm: bool = False  # RMSNorm on queries and keys, after projection, before RoPE
@@ -93,6 +94,9 @@ class ModelConfig:
             )
         if self.positions == "rotary" and self.rotary_dims % 2:
             raise ValueError(f"rotary dims {self.rotary_dims} must be even")
+        factors = self.rope_freq_factors
+        if factors is not None and len(factors) != self.rotary_dims // 2:
+            raise ValueError(f"{len(factors)} RoPE frequency factors for {self.rotary_dims} dims")
         if self.rotary_dims > self.d_head:
             raise ValueError(f"rotary_dim={self.rotary_dim} exceeds d_head={self.d_head}")
         bad = [i for i in self.local_layers if not 0 <= i < self.n_layers]
@@ -124,9 +128,8 @@ class ModelConfig:
             raise ValueError(f"unknown ModelConfig fields: {unknown}")
         kwargs = dict(data)
         kwargs["local_layers"] = tuple(kwargs.get("local_layers", ()))
-        if kwargs.get("rope_llama3") is not None:  # JSON writes the tuple as a list
-            low, high, original = kwargs["rope_llama3"]
-            kwargs["rope_llama3"] = (float(low), float(high), int(original))
+        if kwargs.get("rope_freq_factors") is not None:  # JSON writes the tuple as a list
+            kwargs["rope_freq_factors"] = tuple(float(f) for f in kwargs["rope_freq_factors"])
         return cls(**kwargs)
 
     def to_json(self) -> str:

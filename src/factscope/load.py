@@ -118,7 +118,7 @@ def load_config(spec: str | Path) -> tuple[str, ModelConfig]:
     resolved = resolve_model(str(spec))
     if resolved.kind == "gguf":
         gguf = read_gguf(resolved.path)
-        return resolved.name, config_from_gguf(gguf.metadata, set(gguf.tensors))
+        return resolved.name, config_from_gguf(gguf.metadata, set(gguf.tensors), gguf.tensor)
     if resolved.kind == "native":
         return resolved.name, ModelConfig.from_dict(read_native_meta(resolved.path)["config"])
     return resolved.name, config_from_hf(_read_config_json(resolved.path))
@@ -146,12 +146,12 @@ def _load_gguf(
     gguf = read_gguf(path)
     timings["parse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cfg = config_from_gguf(gguf.metadata, set(gguf.tensors))
+    cfg = config_from_gguf(gguf.metadata, set(gguf.tensors), gguf.tensor)
     state, unused = convert_gguf_tensors(cfg, gguf.tensor, set(gguf.tensors))
     if unused:
         raise UnsupportedModelError(
             f"{path.name} has tensors factscope does not use: {', '.join(unused[:5])}; "
-            "it is not a plain Llama or Gemma 3 model"
+            f"it is not a plain {cfg.family} model"
         )
     timings["dequantize"] = time.perf_counter() - t0
     # (Building the tokenizer in a thread beside dequantization gains nothing: both need

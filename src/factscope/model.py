@@ -19,7 +19,6 @@ H query heads, K key/value heads, dh d_head, F d_mlp, V vocab.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,36 +99,22 @@ def rotary_cos_sin(
     d_rot: int,
     theta: float,
     scaling: float = 1.0,
-    llama3: tuple[float, float, int] | None = None,
+    factors: tuple[float, ...] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """cos and sin of the rotation angles, (T, d_rot), in float32.
 
     Dimension i of the first half of the rotated dims is paired with dimension i + d_rot/2
     and turned by the angle position * theta^(-2i/d_rot) / scaling (the "rotate half"
-    convention). With Llama 3's scaling only the slow frequencies are divided by `scaling`.
+    convention); with per-frequency `factors` (Llama 3), frequency i is divided by its own.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, d_rot, 2, dtype=torch.int64).float() / d_rot))
-    inv_freq = llama3_frequencies(inv_freq, scaling, *llama3) if llama3 else inv_freq / scaling
+    inv_freq = inv_freq / (torch.tensor(factors) if factors is not None else scaling)
     angles = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]  # (T, d_rot/2)
     angles = torch.cat([angles, angles], dim=-1)  # (T, d_rot)
     return angles.cos(), angles.sin()
 
 
-def llama3_frequencies(
-    inv_freq: Tensor, factor: float, low_freq_factor: float, high_freq_factor: float, context: int
-) -> Tensor:
-    """Llama 3's RoPE scaling: wavelengths longer than context / low_freq_factor are
-    stretched by `factor`, those shorter than context / high_freq_factor kept, and the
-    ones between blended linearly in context / wavelength."""
-    wavelength = 2 * math.pi / inv_freq
-    smooth = (context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
-    blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-    scaled = torch.where(wavelength > context / low_freq_factor, inv_freq / factor, inv_freq)
-    medium = (wavelength >= context / high_freq_factor) & (wavelength <= context / low_freq_factor)
-    return torch.where(medium, blended, scaled)
-
-
-RopeKey = tuple[int, float, float, tuple[float, float, int] | None]
+RopeKey = tuple[int, float, float, tuple[float, ...] | None]
 
 
 class RotaryTables:
@@ -159,14 +144,14 @@ class RotaryTables:
         d_rot: int,
         theta: float,
         scaling: float,
-        llama3: tuple[float, float, int] | None = None,
+        factors: tuple[float, ...] | None = None,
     ) -> tuple[Tensor, Tensor]:
         tables: dict[RopeKey, tuple[Tensor, Tensor]] | None = getattr(self.local, "tables", None)
         if tables is None:
-            return rotary_cos_sin(positions, d_rot, theta, scaling, llama3)
-        key = (d_rot, theta, scaling, llama3)
+            return rotary_cos_sin(positions, d_rot, theta, scaling, factors)
+        key = (d_rot, theta, scaling, factors)
         if key not in tables:
-            tables[key] = rotary_cos_sin(positions, d_rot, theta, scaling, llama3)
+            tables[key] = rotary_cos_sin(positions, d_rot, theta, scaling, factors)
         return tables[key]
 
 
@@ -224,10 +209,10 @@ class Attention(nn.Module):
         self.window = cfg.sliding_window if cfg.is_local(layer) else None
         theta = cfg.rope_theta_local if cfg.is_local(layer) else cfg.rope_theta
         scaling = 1.0 if cfg.is_local(layer) else cfg.rope_scaling
-        llama3 = None if cfg.is_local(layer) else cfg.rope_llama3
-        # (d_rot, theta, scaling, llama3), or None: positions come from a learned table
+        factors = None if cfg.is_local(layer) else cfg.rope_freq_factors
+        # (d_rot, theta, scaling, factors), or None: positions come from a learned table
         self.rope: RopeKey | None = (
-            (cfg.rotary_dims, theta, scaling, llama3) if cfg.positions == "rotary" else None
+            (cfg.rotary_dims, theta, scaling, factors) if cfg.positions == "rotary" else None
         )
         self.rotary = rotary or RotaryTables()  # the model shares one between its layers
         # queries and keys after QK-norm and rotation: what the dot product sees

@@ -1,8 +1,14 @@
 """Convert checkpoints (GGUF files, Hugging Face folders) into the one internal layout.
 
-The internal layout is `Transformer.state_dict()`'s names and shapes. Two conventions are
-undone here so the forward pass never branches on where the weights came from:
+The internal layout is `Transformer.state_dict()`'s names and shapes. What a family differs
+in is read from its config into `ModelConfig` fields; layouts are undone here, so the
+forward pass never branches on where the weights came from or which family they are:
 
+- fused tensors (GPT-2's c_attn, GPT-NeoX's query_key_value interleaved by head, Phi-3's
+  qkv_proj and gate_up_proj) are split into q, k, v and gate, up;
+- GPT-2's Conv1D matrices, stored (in, out), are transposed;
+- Llama 3's RoPE scaling becomes one divisor per frequency (`llama3_factors`), the form
+  llama.cpp stores in its rope_freqs tensor;
 - llama.cpp stores Llama query/key weights permuted so that RoPE rotates adjacent pairs;
   we rotate the two halves of each head (as Hugging Face does), so the permutation is
   reversed for GGUF Llama checkpoints.
@@ -17,12 +23,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
 from torch import Tensor
 
 from factscope.config import Activation, ModelConfig, gemma3_local_layers
 from factscope.errors import UnsupportedModelError
 
-SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
+# general.architecture values read, each as the family of the same name
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
+# llama.cpp permutes Q/K rows for these (adjacent-pair RoPE); the others rotate halves
+_GGUF_PERMUTED = ("llama",)
 
 # internal name template -> GGUF name template ({i} is the layer)
 GGUF_NAMES: dict[str, str] = {
@@ -33,6 +43,9 @@ GGUF_NAMES: dict[str, str] = {
     "blocks.{i}.attn.q_proj.weight": "blk.{i}.attn_q.weight",
     "blocks.{i}.attn.k_proj.weight": "blk.{i}.attn_k.weight",
     "blocks.{i}.attn.v_proj.weight": "blk.{i}.attn_v.weight",
+    "blocks.{i}.attn.q_proj.bias": "blk.{i}.attn_q.bias",
+    "blocks.{i}.attn.k_proj.bias": "blk.{i}.attn_k.bias",
+    "blocks.{i}.attn.v_proj.bias": "blk.{i}.attn_v.bias",
     "blocks.{i}.attn.o_proj.weight": "blk.{i}.attn_output.weight",
     "blocks.{i}.attn.q_norm.weight": "blk.{i}.attn_q_norm.weight",
     "blocks.{i}.attn.k_norm.weight": "blk.{i}.attn_k_norm.weight",
@@ -103,13 +116,26 @@ def _meta(metadata: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
-def config_from_gguf(metadata: Mapping[str, Any], tensor_names: set[str]) -> ModelConfig:
-    """Read the model shape from GGUF metadata (keys are prefixed by the architecture)."""
+# llama.cpp's fused tensors of a family: GGUF name -> our tensors, stacked along the rows
+GGUF_FUSED: dict[str, dict[str, tuple[str, ...]]] = {
+    "phi3": {
+        "blk.{i}.attn_qkv.weight": tuple(f"blocks.{{i}}.attn.{p}_proj.weight" for p in "qkv"),
+        # Phi-3's gate_up_proj, gate rows first, under llama.cpp's ffn_up
+        "blk.{i}.ffn_up.weight": tuple(f"blocks.{{i}}.mlp.{p}_proj.weight" for p in ("gate", "up")),
+    }
+}
+
+
+def config_from_gguf(
+    metadata: Mapping[str, Any], tensor_names: set[str], load: TensorSource | None = None
+) -> ModelConfig:
+    """Read the model shape from GGUF metadata (keys are prefixed by the architecture);
+    `load` reads Llama 3's RoPE factors from the rope_freqs tensor when the file has one."""
     arch = str(metadata.get("general.architecture", ""))
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModelError(
             f"architecture {arch!r} is not supported (supported: "
-            f"{', '.join(SUPPORTED_ARCHITECTURES)}); use a Llama or Gemma 3 checkpoint"
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}; Hugging Face folders of more families)"
         )
 
     def get(key: str, default: Any = None) -> Any:
@@ -140,9 +166,24 @@ def config_from_gguf(metadata: Mapping[str, Any], tensor_names: set[str]) -> Mod
     if scaling_type == "linear":
         common["rope_scaling"] = float(get("rope.scaling.factor"))
     elif scaling_type not in ("none", None):
-        raise UnsupportedModelError(f"RoPE scaling {scaling_type!r} is not supported")
-    if arch == "llama":
-        return ModelConfig(family="llama", activation="silu", **common)
+        raise UnsupportedModelError(
+            f"RoPE scaling {scaling_type!r} is not supported (supported: linear, and Llama 3's "
+            "as a rope_freqs tensor)"
+        )
+    if "rope_freqs.weight" in tensor_names and load is not None:  # Llama 3 scaling
+        common["rope_freq_factors"] = tuple(load("rope_freqs.weight").float().tolist())
+    if arch != "gemma3":
+        extra: dict[str, Any] = {"qwen2": dict(qkv_bias=True), "qwen3": dict(qk_norm=True)}.get(
+            arch, {}
+        )
+        window = metadata.get(f"{arch}.attention.sliding_window")
+        if window:  # Phi-3: every layer within the window
+            extra |= dict(
+                sliding_window=int(window),
+                local_layers=tuple(range(n_layers)),
+                rope_theta_local=common["rope_theta"],
+            )
+        return ModelConfig(family=arch, activation="silu", **common, **extra)
     # Gemma 3: every 6th layer is global; the others use a 512-token window and base 10k.
     # The GGUF names the window but not the pattern or local base (llama.cpp hard-codes them).
     return ModelConfig(
@@ -200,17 +241,30 @@ def convert_gguf_tensors(
     Returns (state_dict, unused GGUF tensor names). Missing tensors and wrong shapes raise.
     """
     state: dict[str, Tensor] = {}
-    used: set[str] = set()
-    for name, shape in expected_shapes(cfg).items():
+    used: set[str] = {"rope_freqs.weight"} & available  # read into the config
+    shapes = expected_shapes(cfg)
+    for fused_template, parts in GGUF_FUSED.get(cfg.family, {}).items():
+        for i in range(cfg.n_layers):
+            source, names = fused_template.format(i=i), [p.format(i=i) for p in parts]
+            if source not in available:
+                raise UnsupportedModelError(f"GGUF tensor {source!r} is missing")
+            rows = [shapes[n][0] for n in names]
+            tensor = _check_shape(" + ".join(names), source, load(source), (sum(rows), cfg.d_model))
+            state |= {n: p.contiguous() for n, p in zip(names, tensor.split(rows), strict=True)}
+            used.add(source)
+    for name, shape in shapes.items():
+        if name in state:
+            continue
         source = external_name(GGUF_NAMES, name)
         if source not in available:
             raise UnsupportedModelError(
                 f"GGUF tensor {source!r} is missing; the file is not a complete {cfg.family} model"
             )
         tensor = load(source)
-        if cfg.family == "llama" and name.endswith("attn.q_proj.weight"):
+        permuted = cfg.family in _GGUF_PERMUTED
+        if permuted and name.endswith("attn.q_proj.weight"):
             tensor = unpermute_rope(tensor, cfg.n_heads)
-        elif cfg.family == "llama" and name.endswith("attn.k_proj.weight"):
+        elif permuted and name.endswith("attn.k_proj.weight"):
             tensor = unpermute_rope(tensor, cfg.n_kv_heads)
         state[name] = _check_shape(name, source, tensor, shape)
         used.add(source)
@@ -433,7 +487,6 @@ def _hf_config_fields(family: str, hf: Mapping[str, Any]) -> dict[str, Any]:
                                       default="silu")),
         rope_theta=rope.theta,
         rope_scaling=rope.factor,
-        rope_llama3=rope.llama3,
         rotary_dim=None if rope.partial == 1.0 else int(d_head * rope.partial),
         tie_embeddings=bool(key("tie_word_embeddings", default=family in ("gpt2", "gemma2",
                                                                           "gemma3"))),
@@ -443,6 +496,10 @@ def _hf_config_fields(family: str, hf: Mapping[str, Any]) -> dict[str, Any]:
         o_bias=bool(key("attention_bias", default=False)),
         mlp_bias=bool(key("mlp_bias", default=False)),
     )  # fmt: skip
+    if rope.llama3 is not None:  # one divisor per frequency, in place of the one factor
+        rotary = fields["rotary_dim"] or d_head
+        fields["rope_freq_factors"] = llama3_factors(rope.theta, rotary, rope.factor, *rope.llama3)
+        fields["rope_scaling"] = 1.0
     window = hf.get("sliding_window")
     local = _hf_local_layers(hf, n_layers, window)
     if local and window is not None:
@@ -557,6 +614,28 @@ def _hf_rope(hf: Mapping[str, Any], layer_type: str) -> _Rope:
     raise UnsupportedModelError(
         f"RoPE scaling {rope_type!r} is not supported (supported: {', '.join(ROPE_TYPES)})"
     )
+
+
+def llama3_factors(
+    theta: float,
+    d_rot: int,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    context: int,
+) -> tuple[float, ...]:
+    """Llama 3's RoPE scaling as one divisor per frequency (what llama.cpp stores as
+    rope_freqs): wavelengths longer than context / low_freq_factor are stretched by
+    `factor`, those shorter than context / high_freq_factor kept, and the ones between
+    blended linearly in context / wavelength (transformers' `_compute_llama3_parameters`)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d_rot, 2, dtype=torch.int64).float() / d_rot))
+    wavelength = 2 * math.pi / inv_freq
+    smooth = (context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    scaled = torch.where(wavelength > context / low_freq_factor, inv_freq / factor, inv_freq)
+    medium = (wavelength >= context / high_freq_factor) & (wavelength <= context / low_freq_factor)
+    scaled = torch.where(medium, blended, scaled)
+    return tuple((inv_freq / scaled).tolist())  # fmt: skip
 
 
 def _first(value: Any) -> Any:
