@@ -289,3 +289,25 @@ def test_gguf_file_of_the_family_matches_transformers(family: str, tmp_path: Pat
         )
         with torch.no_grad():
             assert relative_error(lm.model(tokens), hf(tokens).logits) < 1e-4, (batch, length)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gpt2"])
+def test_a_bfloat16_checkpoint_loads_as_bfloat16_unchanged(family: str, tmp_path: Path) -> None:
+    """`dtype=bfloat16` keeps a bf16 checkpoint's tensors as stored (split and transposed
+    where the family fuses them, never rounded through another dtype)."""
+    hf = tiny_family_model(family, seed=4).to(torch.bfloat16)
+    write_tiny_hf_folder(tmp_path / "model", hf)
+    lm = load_model(tmp_path / "model", dtype=torch.bfloat16)
+    assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16}
+    saved = hf.state_dict()
+    if family == "qwen2":
+        want = saved["model.layers.1.self_attn.k_proj.bias"]
+        got = lm.model.blocks[1].attn.k_proj.bias
+    else:  # GPT-2: k is the middle third of the fused Conv1D c_attn, (in, out)
+        want = saved["transformer.h.1.attn.c_attn.weight"].t()[32:64]
+        got = lm.model.blocks[1].attn.k_proj.weight
+    assert torch.equal(got, want)
+    tokens = torch.randint(0, 97, (1, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = hf(tokens).logits.float()
+        assert relative_error(lm.model(tokens).float(), ref) < 3e-2  # bf16 rounding

@@ -106,7 +106,7 @@ def load_model(
         tokenizer = Tokenizer.load(resolved.path / "tokenizer.json")
         timings = {"read": time.perf_counter() - t0}
     else:
-        cfg, state, tokenizer, timings = _load_hf_folder(resolved.path)
+        cfg, state, tokenizer, timings = _load_hf_folder(resolved.path, dtype)
     model = Transformer.from_state_dict(cfg, state)
     model = model.to(device=target, dtype=dtype).eval()
     timings["total"] = time.perf_counter() - start
@@ -206,8 +206,10 @@ def _wait_for_cache_write(entry: Path) -> None:
 
 
 def _load_hf_folder(
-    folder: Path,
+    folder: Path, dtype: torch.dtype = torch.float32
 ) -> tuple[ModelConfig, dict[str, Tensor], Tokenizer, dict[str, float]]:
+    """Read a Hugging Face folder, converting each tensor straight to `dtype` as it is read
+    from its memory-mapped shard: peak memory is about one copy of the weights in `dtype`."""
     t0 = time.perf_counter()
     cfg = config_from_hf(_read_config_json(folder))
     where = _tensor_files(folder)  # name -> shard
@@ -216,7 +218,7 @@ def _load_hf_folder(
     def load(name: str) -> Tensor:  # one tensor at a time, read from its memory-mapped shard
         return opened[where[name]].get_tensor(name)
 
-    state, unused = convert_hf_tensors(cfg, load, set(where))
+    state, unused = convert_hf_tensors(cfg, load, set(where), dtype)
     if unused:
         raise UnsupportedModelError(
             f"{folder.name} has tensors factscope does not use: {', '.join(unused[:5])}; "

@@ -665,11 +665,12 @@ def hf_tensor_name(family: HFFamily, prefix: str, internal: str) -> str | None:
 
 
 def convert_hf_tensors(
-    cfg: ModelConfig, load: TensorSource, available: set[str]
+    cfg: ModelConfig, load: TensorSource, available: set[str], dtype: torch.dtype = torch.float32
 ) -> tuple[dict[str, Tensor], list[str]]:
-    """Build the internal state dict from Hugging Face tensor names; returns (state, unused).
-
-    Tensors that are missing, or whose shape is not the one config.json implies, raise."""
+    """Build the internal state dict, in `dtype`, from Hugging Face tensor names; returns
+    (state, unused). A tensor already in `dtype` is kept as read (bfloat16 stays bfloat16,
+    one copy). Tensors that are missing, or whose shape is not the one config.json implies,
+    raise."""
     family = HF_FAMILIES[cfg.family]
     prefix = _hf_prefix(family, available)
     shapes = expected_shapes(cfg)
@@ -683,12 +684,12 @@ def convert_hf_tensors(
                 f"{cfg.family} model"
             )
         used.add(source)
-        tensor = load(source).float()
+        tensor = load(source)
         if family.conv1d and tensor.ndim == 2 and "embedding" not in name:
-            tensor = tensor.t()  # Conv1D's (in, out) -> Linear's (out, in)
-        if name.endswith("norm.weight"):
-            tensor = tensor + family.norm_offset
-        return tensor
+            tensor = tensor.t().contiguous()  # Conv1D's (in, out) -> Linear's (out, in)
+        if name.endswith("norm.weight"):  # the offset added in float32, then rounded once
+            tensor = tensor.float() + family.norm_offset
+        return tensor.to(dtype)
 
     for fused_template, fused in family.fused.items():
         for i in range(cfg.n_layers):
