@@ -21,7 +21,7 @@ ROWS: list[tuple[list[str], str]] = [
     ([*PREDICT, "{model_type}"], "model_type 'mamba' is not supported; factscope reads llama"),
     ([*PREDICT, "{rope_type}"], "RoPE scaling 'yarn' is not supported (supported: default"),
     ([*PREDICT, "{missing_shard}"], "shard model-00002-of-00002.safetensors listed in"),
-    ([*PREDICT, "{wrong_shape}"], "has shape (32, 48), but config.json implies (48, 32)"),
+    ([*PREDICT, "{wrong_shape}"], "has shape (32, 48), but the model's config implies (48, 32)"),
     ([*PREDICT, "{contradiction}"], "the config and the weights disagree"),
     ([*PREDICT, "{inconsistent}"], "config.json is inconsistent: n_heads=4 must be a multiple"),
     ([*PREDICT, "{missing_tensor}"], "'model.layers.1.mlp.up_proj.weight' is missing"),

@@ -269,20 +269,24 @@ def test_parameter_count_is_exact(checkpoint) -> None:  # type: ignore[no-untype
     assert count_params(lm.cfg).total == sum(p.numel() for p in lm.model.parameters())
 
 
-GGUF_FAMILIES = ["llama3", "qwen2", "qwen3", "phi3"]
+GGUF_FAMILIES = ["llama3", "qwen2", "qwen3", "phi3", "gemma2", "gpt2"]
 
 
 @pytest.mark.parametrize("family", GGUF_FAMILIES)
 def test_gguf_file_of_the_family_matches_transformers(family: str, tmp_path: Path) -> None:
     """The family's GGUF file, written with the gguf package's GGUFWriter from the same
     weights under llama.cpp's names (Q/K permuted for llama, phi3's fused qkv and gate_up,
-    Llama 3's scaling as rope_freqs), gives transformers' logits."""
+    GPT-2's fused qkv and its unembedding copy, Gemma 2's soft caps, Llama 3's scaling as
+    rope_freqs), gives transformers' logits."""
     vocab = len(byte_level_metadata()["tokenizer.ggml.tokens"])
-    hf = tiny_family_model(family, seed=2, vocab_size=vocab)
+    # llama.cpp's Gemma 2 scales attention by 1/sqrt(head_dim), as its 2B and 9B do
+    scalar = {"query_pre_attn_scalar": 8} if family == "gemma2" else {}
+    hf = tiny_family_model(family, seed=2, vocab_size=vocab, **scalar)
     path = tmp_path / f"{family}.gguf"
     write_tiny_gguf(path, hf, quantize=False)
     lm = load_model(path, use_cache=False)
     assert lm.cfg.family == hf.config.model_type
+    assert lm.cfg.rope_freq_factors is not None or family != "llama3"
     for batch, length in PROMPTS:
         tokens = torch.randint(
             0, vocab, (batch, length), generator=torch.Generator().manual_seed(4)

@@ -30,7 +30,7 @@ from factscope.config import Activation, ModelConfig, gemma3_local_layers
 from factscope.errors import UnsupportedModelError
 
 # general.architecture values read, each as the family of the same name
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2")
 # llama.cpp permutes Q/K rows for these (adjacent-pair RoPE); the others rotate halves
 _GGUF_PERMUTED = ("llama",)
 
@@ -55,6 +55,14 @@ GGUF_NAMES: dict[str, str] = {
     "blocks.{i}.mlp.up_proj.weight": "blk.{i}.ffn_up.weight",
     "blocks.{i}.mlp.down_proj.weight": "blk.{i}.ffn_down.weight",
     "blocks.{i}.mlp.post_norm.weight": "blk.{i}.post_ffw_norm.weight",
+    # GPT-2: learned positions, LayerNorm biases, output and MLP biases
+    "pos_embedding.weight": "position_embd.weight",
+    "norm.bias": "output_norm.bias",
+    "blocks.{i}.attn_norm.bias": "blk.{i}.attn_norm.bias",
+    "blocks.{i}.attn.o_proj.bias": "blk.{i}.attn_output.bias",
+    "blocks.{i}.mlp_norm.bias": "blk.{i}.ffn_norm.bias",
+    "blocks.{i}.mlp.up_proj.bias": "blk.{i}.ffn_up.bias",
+    "blocks.{i}.mlp.down_proj.bias": "blk.{i}.ffn_down.bias",
 }
 
 
@@ -118,11 +126,15 @@ def _meta(metadata: Mapping[str, Any], key: str, default: Any = None) -> Any:
 
 # llama.cpp's fused tensors of a family: GGUF name -> our tensors, stacked along the rows
 GGUF_FUSED: dict[str, dict[str, tuple[str, ...]]] = {
+    "gpt2": {
+        "blk.{i}.attn_qkv.weight": tuple(f"blocks.{{i}}.attn.{p}_proj.weight" for p in "qkv"),
+        "blk.{i}.attn_qkv.bias": tuple(f"blocks.{{i}}.attn.{p}_proj.bias" for p in "qkv"),
+    },
     "phi3": {
         "blk.{i}.attn_qkv.weight": tuple(f"blocks.{{i}}.attn.{p}_proj.weight" for p in "qkv"),
         # Phi-3's gate_up_proj, gate rows first, under llama.cpp's ffn_up
         "blk.{i}.ffn_up.weight": tuple(f"blocks.{{i}}.mlp.{p}_proj.weight" for p in ("gate", "up")),
-    }
+    },
 }
 
 
@@ -156,7 +168,13 @@ def config_from_gguf(
         d_head=d_head,
         d_mlp=int(get("feed_forward_length")),
         context_length=int(get("context_length")),
-        norm_eps=float(get("attention.layer_norm_rms_epsilon")),
+        norm_eps=float(
+            get(
+                "attention.layer_norm_epsilon"
+                if arch == "gpt2"
+                else "attention.layer_norm_rms_epsilon"
+            )
+        ),
         rope_theta=float(get("rope.freq_base", 10_000.0)),
         tie_embeddings="output.weight" not in tensor_names,
         bos_token_id=_optional_int(metadata.get("tokenizer.ggml.bos_token_id")),
@@ -172,32 +190,43 @@ def config_from_gguf(
         )
     if "rope_freqs.weight" in tensor_names and load is not None:  # Llama 3 scaling
         common["rope_freq_factors"] = tuple(load("rope_freqs.weight").float().tolist())
-    if arch != "gemma3":
-        extra: dict[str, Any] = {"qwen2": dict(qkv_bias=True), "qwen3": dict(qk_norm=True)}.get(
-            arch, {}
-        )
-        window = metadata.get(f"{arch}.attention.sliding_window")
-        if window:  # Phi-3: every layer within the window
+    window = metadata.get(f"{arch}.attention.sliding_window")
+    every_layer = dict(local_layers=tuple(range(n_layers)), rope_theta_local=common["rope_theta"])
+    extra: dict[str, Any] = dict(activation="silu")
+    if arch == "qwen2":
+        extra |= dict(qkv_bias=True)
+    elif arch == "qwen3":
+        extra |= dict(qk_norm=True)
+    elif arch == "phi3" and window:  # every layer within the window
+        extra |= dict(sliding_window=int(window), **every_layer)
+    elif arch == "gpt2":
+        extra = dict(
+            activation="gelu_tanh", norm="layer", gated_mlp=False, positions="learned",
+            qkv_bias=True, o_bias=True, mlp_bias=True,
+        )  # fmt: skip
+    elif arch in ("gemma2", "gemma3"):
+        # The GGUF names the window but not the layer pattern, the local RoPE base or the
+        # attention scale; llama.cpp hard-codes them, and so do we, as it does.
+        extra = dict(
+            activation="gelu_tanh", sliding_window=int(get("attention.sliding_window")),
+            post_norms=True, embed_scale=math.sqrt(d_model),
+        )  # fmt: skip
+        if arch == "gemma2":  # even layers local; softmax scale 1/sqrt(d_head), 27B's from D/H
             extra |= dict(
-                sliding_window=int(window),
-                local_layers=tuple(range(n_layers)),
+                local_layers=gemma3_local_layers(n_layers, pattern=2),
                 rope_theta_local=common["rope_theta"],
+                attn_scale=(d_model / n_heads) ** -0.5 if n_layers == 46 else None,
+                attn_softcap=_optional_float(metadata.get("gemma2.attn_logit_softcapping")),
+                final_softcap=_optional_float(metadata.get("gemma2.final_logit_softcapping")),
             )
-        return ModelConfig(family=arch, activation="silu", **common, **extra)
-    # Gemma 3: every 6th layer is global; the others use a 512-token window and base 10k.
-    # The GGUF names the window but not the pattern or local base (llama.cpp hard-codes them).
-    return ModelConfig(
-        family="gemma3",
-        activation="gelu_tanh",
-        sliding_window=int(get("attention.sliding_window")),
-        local_layers=gemma3_local_layers(n_layers),
-        rope_theta_local=10_000.0,
-        post_norms=True,
-        qk_norm=True,
-        embed_scale=math.sqrt(d_model),
-        attn_scale=256**-0.5,  # query_pre_attn_scalar = 256 in every Gemma 3 size
-        **common,
-    )
+        else:  # every 6th layer global, local base 10k, query_pre_attn_scalar 256 throughout
+            extra |= dict(
+                local_layers=gemma3_local_layers(n_layers),
+                rope_theta_local=10_000.0,
+                qk_norm=True,
+                attn_scale=256**-0.5,
+            )
+    return ModelConfig(family=arch, **common, **extra)
 
 
 def _optional_int(value: Any) -> int | None:
@@ -249,7 +278,8 @@ def convert_gguf_tensors(
             if source not in available:
                 raise UnsupportedModelError(f"GGUF tensor {source!r} is missing")
             rows = [shapes[n][0] for n in names]
-            tensor = _check_shape(" + ".join(names), source, load(source), (sum(rows), cfg.d_model))
+            want = (sum(rows), *shapes[names[0]][1:])
+            tensor = _check_shape(" + ".join(names), source, load(source), want)
             state |= {n: p.contiguous() for n, p in zip(names, tensor.split(rows), strict=True)}
             used.add(source)
     for name, shape in shapes.items():
@@ -738,7 +768,7 @@ def _hf_prefix(family: HFFamily, available: set[str]) -> str:
 def _check_shape(name: str, source: str, tensor: Tensor, shape: tuple[int, ...]) -> Tensor:
     if tuple(tensor.shape) != shape:
         raise UnsupportedModelError(
-            f"tensor {source!r} has shape {tuple(tensor.shape)}, but config.json implies "
-            f"{shape} for {name}; the config and the weights disagree"
+            f"tensor {source!r} has shape {tuple(tensor.shape)}, but the model's config "
+            f"implies {shape} for {name}; the config and the weights disagree"
         )
     return tensor
