@@ -9,6 +9,7 @@ patching, the lens, neurons, directions, a ROME edit and a probe keep their inva
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from factscope.load import LoadedModel, load_model
 from factscope.locate.lens import direct_logit_attribution, lens_residuals, norm_readout
 from factscope.locate.patch import patched_logit_diffs
 from factscope.locate.trace import trace_fact
+from factscope.model import Transformer
 from factscope.read.directions import answer_projection
 from factscope.read.neurons import ablated_answer_probs, final_contributions
 from factscope.read.params import count_params
@@ -315,3 +317,17 @@ def test_a_bfloat16_checkpoint_loads_as_bfloat16_unchanged(family: str, tmp_path
     with torch.no_grad():
         ref = hf(tokens).logits.float()
         assert relative_error(lm.model(tokens).float(), ref) < 3e-2  # bf16 rounding
+
+
+def test_the_forward_pass_never_reads_the_family_name(checkpoint) -> None:  # type: ignore[no-untyped-def]
+    _, lm = checkpoint
+    unnamed = dataclasses.replace(lm.cfg, family="unnamed")
+    state = {
+        k: v
+        for k, v in lm.model.state_dict().items()
+        if k != "unembed.weight" or not unnamed.tie_embeddings
+    }
+    renamed = Transformer.from_state_dict(unnamed, state).eval()
+    tokens = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        assert torch.equal(renamed(tokens), lm.model(tokens))

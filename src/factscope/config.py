@@ -39,7 +39,9 @@ class ModelConfig:
       each head, and attention and MLP both reading the block's input (parallel).
     """
 
-    family: str  # "llama", "gpt2", ...: a label for humans, never branched on
+    family: (
+        str  # "llama", "gpt2", ...: names the checkpoint layout; the forward pass never reads it
+    )
     vocab_size: int
     d_model: int
     n_layers: int

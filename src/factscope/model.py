@@ -337,14 +337,13 @@ class Block(nn.Module):
         super().__init__()
         self.parallel = cfg.parallel_block
         self.mlp_reads = "resid_pre" if cfg.parallel_block else "resid_mid"  # the MLP's input
-        # no pre-norm (OLMo 2): attention and MLP read the residual stream itself
-        no_norm = nn.Identity()
         # declared in forward order, so that site_names lists them in that order
+        # (no pre-norms, OLMo 2: attention and MLP read the residual stream itself)
         self.resid_pre = HookPoint("(B, T, D)")
-        self.attn_norm = make_norm(cfg, cfg.d_model) if cfg.pre_norms else no_norm
+        self.attn_norm = make_norm(cfg, cfg.d_model) if cfg.pre_norms else nn.Identity()
         self.attn = Attention(cfg, layer, rotary)
         self.resid_mid = HookPoint("(B, T, D)")
-        self.mlp_norm = make_norm(cfg, cfg.d_model) if cfg.pre_norms else no_norm
+        self.mlp_norm = make_norm(cfg, cfg.d_model) if cfg.pre_norms else nn.Identity()
         self.mlp = MLP(cfg)
         self.resid_post = HookPoint("(B, T, D)")
 
