@@ -30,7 +30,7 @@ def export_hf_folder(lm: Any, folder: Path) -> Path:
     import transformers
     from safetensors.torch import save_file
 
-    from factscope.weights.convert import HF_NAMES, expected_shapes, external_name
+    from factscope.weights.convert import HF_FAMILIES, expected_shapes, hf_tensor_name
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = lm.cfg
@@ -51,8 +51,9 @@ def export_hf_folder(lm: Any, folder: Path) -> Path:
         tensor = state[name].float()
         if cfg.family == "gemma3" and name.endswith("norm.weight"):
             tensor = tensor - 1.0  # Hugging Face's Gemma stores w; RMSNorm scales by 1 + w
-        hf_name = "lm_head.weight" if name == "unembed.weight" else None
-        tensors[hf_name or external_name(HF_NAMES[cfg.family], name)] = tensor.contiguous()
+        hf_name = hf_tensor_name(HF_FAMILIES[cfg.family], "model.", name)
+        assert hf_name is not None, name  # Llama and Gemma 3 fuse nothing
+        tensors[hf_name] = tensor.contiguous()
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
     tokenizer = lm.tokenizer

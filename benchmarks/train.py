@@ -10,7 +10,7 @@ on a (batch x seq) batch of random token ids.
   (RMSNorm, rotary positions, gated MLP by default, a HookPoint at every site, tied
   embeddings), in training mode, with train.py's own `lm_loss`, `make_optimizer` and
   clipping. In training mode its linear layers compute their products and both gradients
-  with oneDNN's kernel (model.OneDNNLinear); inference already used it.
+  with oneDNN's kernel (onednn.OneDNNLinear); inference already used it.
 - baseline: a GPT written here in plain PyTorch the way nanoGPT writes it (learned
   positions, LayerNorm with bias, fused qkv Linear, `F.scaled_dot_product_attention` with
   is_causal, 4x GELU MLP, tied embeddings), the same d_model, layers, heads, vocabulary,
@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from factscope.model import Linear, Transformer, _onednn_available
+from factscope.model import Linear, Transformer
+from factscope.onednn import onednn_available
 from factscope.scratch.train import (
     TrainConfig,
     init_weights,
@@ -121,7 +122,7 @@ def matrix_weights(model: nn.Module) -> int:
 
 def onednn_gflops() -> float:
     """oneDNN's float32 matmul rate on the product machine.py times with torch's default."""
-    if not _onednn_available():
+    if not onednn_available():
         return 0.0
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     linear = torch.ops.mkldnn._linear_pointwise

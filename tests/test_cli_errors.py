@@ -7,8 +7,8 @@ its own rows in `tests/bad_invocations_<capability>.py` (a list `ROWS`), which t
 collects. `test_every_constrained_option_has_a_row` fails when a command gains a numeric
 option, an option with a range or a required value, and no row tries a bad one.
 
-In a row, `{tiny}` is a tiny GGUF model and `{tmp}` a fresh temporary folder
-holding one file, `afile.txt`.
+In a row, `{tiny}` is a tiny GGUF model, `{tmp}` a fresh temporary folder
+holding one file, `afile.txt`, and `{name}` a file a capability module's `prepare` wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -87,12 +88,15 @@ ROWS: list[Row] = [
 ]
 
 
+def _capability_modules() -> list[Any]:
+    return [
+        importlib.import_module(path.stem)
+        for path in sorted(Path(__file__).parent.glob("bad_invocations_*.py"))
+    ]
+
+
 def _capability_rows() -> list[Row]:
-    rows: list[Row] = []
-    for path in sorted(Path(__file__).parent.glob("bad_invocations_*.py")):
-        module = importlib.import_module(path.stem)
-        rows.extend(module.ROWS)
-    return rows
+    return [row for module in _capability_modules() for row in module.ROWS]
 
 
 ALL_ROWS = ROWS + _capability_rows()
@@ -115,13 +119,24 @@ def results(
     write_tiny_gguf(tiny, tiny_hf_for_gguf("gemma3", seed=3))
     env = {**os.environ, "FACTSCOPE_CACHE": str(tmp / "cache"), "COLUMNS": "200"}
     exe = _factscope()
+    # a capability module may write files its rows name as {placeholder}: `prepare(folder)`
+    placeholders = {"{tiny}": str(tiny)}
+    for module in _capability_modules():
+        if hasattr(module, "prepare"):
+            folder = tmp / module.__name__
+            folder.mkdir()
+            placeholders |= {"{" + k + "}": v for k, v in module.prepare(folder).items()}
 
     def run(index: int) -> tuple[int, subprocess.CompletedProcess[str]]:
         args, _ = ALL_ROWS[index]
         work = tmp / f"row{index}"
         work.mkdir()
         (work / "afile.txt").write_text("not a folder")
-        filled = [a.replace("{tiny}", str(tiny)).replace("{tmp}", str(work)) for a in args]
+        filled = []
+        for arg in args:
+            for placeholder, value in placeholders.items():
+                arg = arg.replace(placeholder, value)
+            filled.append(arg.replace("{tmp}", str(work)))
         done = subprocess.run(
             [exe, *filled],
             capture_output=True,

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from factscope.hooks import hooks, run_with_cache
-from factscope.model import Linear, RotaryTables, _onednn_available, rotary_cos_sin
+from factscope.model import Linear, RotaryTables, rotary_cos_sin
+from factscope.onednn import onednn_available
 from reference_models import random_model
 
 FAMILIES = ["llama", "gemma3"]
@@ -28,9 +29,7 @@ def _per_layer_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         RotaryTables,
         "get",
-        lambda self, positions, d_head, theta, scaling: rotary_cos_sin(
-            positions, d_head, theta, scaling
-        ),
+        lambda self, positions, *rope: rotary_cos_sin(positions, *rope),
     )
 
 
@@ -151,8 +150,8 @@ def _logits(model: torch.nn.Module, tokens: torch.Tensor, onednn: bool) -> torch
 def test_onednn_linear_equals_f_linear(family: str) -> None:
     model = random_model(family)
     if platform.machine().lower() in ("x86_64", "amd64"):
-        assert _onednn_available()  # x86 wheels of torch ship oneDNN: the fast path is tested
-    if not _onednn_available():  # both paths would be F.linear: nothing to compare
+        assert onednn_available()  # x86 wheels of torch ship oneDNN: the fast path is tested
+    if not onednn_available():  # both paths would be F.linear: nothing to compare
         pytest.skip("no oneDNN linear on this CPU; the model runs F.linear only")
     tokens = torch.randint(0, 97, (2, 9))
     fast, plain = _logits(model, tokens, True), _logits(model, tokens, False)
@@ -203,7 +202,7 @@ def test_training_mode_linear_gradients_equal_f_linear() -> None:
         finally:
             Linear.onednn = True
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
-    if _onednn_available():
+    if onednn_available():
         probe = torch.randn(3, model.cfg.d_model, requires_grad=True)
         grad_fn = model.blocks[0].attn.q_proj(probe).grad_fn
         assert type(grad_fn).__name__ == "OneDNNLinearBackward"  # the fast path ran

@@ -19,6 +19,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers
 
 from factscope.weights.convert import (
+    GGUF_FUSED,
     GGUF_NAMES,
     config_from_hf,
     convert_hf_tensors,
@@ -29,7 +30,7 @@ from factscope.weights.convert import (
 from reference_models import tiny_hf_model
 from tokenizer_vocabs import byte_level_metadata, gemma_like_metadata
 
-ARCH = {"llama": "llama", "gemma3": "gemma3"}
+GGUF_ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "gpt2")
 
 
 def tiny_hf_for_gguf(family: str, seed: int = 0) -> transformers.PreTrainedModel:
@@ -58,7 +59,8 @@ def write_tiny_gguf(path: Path, hf: transformers.PreTrainedModel, quantize: bool
     cfg = config_from_hf(hf.config.to_dict())
     state = {k: v.detach() for k, v in hf.state_dict().items()}
     internal, _ = convert_hf_tensors(cfg, state.__getitem__, set(state))
-    arch = ARCH[cfg.family]
+    arch = cfg.family
+    assert arch in GGUF_ARCHITECTURES, arch
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_block_count(cfg.n_layers)
     writer.add_context_length(cfg.context_length)
@@ -66,7 +68,14 @@ def write_tiny_gguf(path: Path, hf: transformers.PreTrainedModel, quantize: bool
     writer.add_feed_forward_length(cfg.d_mlp)
     writer.add_head_count(cfg.n_heads)
     writer.add_head_count_kv(cfg.n_kv_heads)
-    writer.add_layer_norm_rms_eps(cfg.norm_eps)
+    if cfg.norm == "layer":
+        writer.add_layer_norm_eps(cfg.norm_eps)
+    else:
+        writer.add_layer_norm_rms_eps(cfg.norm_eps)
+    if cfg.attn_softcap is not None:
+        writer.add_attn_logit_softcapping(cfg.attn_softcap)
+    if cfg.final_softcap is not None:
+        writer.add_final_logit_softcapping(cfg.final_softcap)
     writer.add_rope_freq_base(cfg.rope_theta)
     writer.add_key_length(cfg.d_head)
     writer.add_value_length(cfg.d_head)
@@ -74,7 +83,20 @@ def write_tiny_gguf(path: Path, hf: transformers.PreTrainedModel, quantize: bool
         writer.add_sliding_window(cfg.sliding_window)
     for key, value in _tokenizer_metadata(cfg.family).items():
         _add_metadata(writer, key, value)
+    if cfg.rope_freq_factors is not None:  # Llama 3 scaling, as llama.cpp's converter writes it
+        writer.add_tensor("rope_freqs.weight", np.array(cfg.rope_freq_factors, dtype=np.float32))
+    if cfg.family == "gpt2":  # llama.cpp writes GPT-2's tied unembedding out as a copy
+        writer.add_tensor("output.weight", internal["embedding.weight"].float().numpy())
+    fused_parts: set[str] = set()
+    for template, parts in GGUF_FUSED.get(cfg.family, {}).items():
+        for i in range(cfg.n_layers):
+            names = [p.format(i=i) for p in parts]
+            fused = torch.cat([internal[n] for n in names]).float().numpy()
+            writer.add_tensor(template.format(i=i), fused)
+            fused_parts |= set(names)
     for name in expected_shapes(cfg):
+        if name in fused_parts:
+            continue
         tensor = internal[name]
         if cfg.family == "llama" and name.endswith("q_proj.weight"):
             tensor = permute_rope(tensor, cfg.n_heads)

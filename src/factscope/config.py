@@ -14,19 +14,34 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
+NormKind = Literal["rms", "layer"]
+Positions = Literal["rotary", "learned"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape and numerics of a decoder-only transformer.
 
-    Llama family (SmolLM2): SiLU-gated MLP, pre-norm only, one RoPE base, embeddings
-    unscaled. Gemma 3: GELU(tanh)-gated MLP, pre- and post-norms around attention and MLP,
-    RMS-normed queries and keys, embeddings scaled by sqrt(d_model), and most layers
-    attend within a sliding window with their own RoPE base.
+    Every field is read from a checkpoint's config when it is converted; the forward pass
+    reads only these fields, never the family name. The defaults are Llama's: SiLU-gated
+    MLP, RMSNorm before attention and MLP, rotary positions on whole heads, no biases,
+    embeddings unscaled. The others differ in (see docs/models.md):
+
+    - Gemma 2/3: GELU(tanh), norms before *and* after attention and MLP, embeddings scaled
+      by sqrt(d_model), sliding-window layers; Gemma 3 RMS-norms each query and key head,
+      Gemma 2 soft-caps attention scores and final logits with tanh.
+    - Mistral: every layer attends within a sliding window. Qwen 2: biases on q, k, v.
+      Qwen 3: RMSNorm on each query and key head. Phi-3: Llama's numerics, fused tensors
+      (split at conversion). OLMo 2: norms only after attention and MLP, RMSNorm over the
+      whole query and key projections.
+    - GPT-2: LayerNorm, biases everywhere, a plain GELU MLP, learned absolute positions.
+    - GPT-NeoX / Pythia: LayerNorm, biases, plain GELU MLP, rotary on the first quarter of
+      each head, and attention and MLP both reading the block's input (parallel).
     """
 
-    family: str  # "llama" or "gemma3": a label for humans, never branched on
+    family: (
+        str  # "llama", "gpt2", ...: names the checkpoint layout; the forward pass never reads it
+    )
     vocab_size: int
     d_model: int
     n_layers: int
@@ -36,21 +51,40 @@ class ModelConfig:
     d_mlp: int
     context_length: int
     norm_eps: float = 1e-5
+    norm: NormKind = "rms"  # "rms": x / rms(x) * w; "layer": LayerNorm, (x - mean) / std * w + b
     activation: Activation = "silu"
     # Gated MLP (Llama, Gemma): down(act(gate x) * (up x)). Plain MLP (GPT-2, the video's
     # picture): down(act(up x)), one question per neuron.
     gated_mlp: bool = True
+    qkv_bias: bool = False  # biases on the query, key and value projections (Qwen 2, GPT-2)
+    o_bias: bool = False  # a bias on attention's output projection (GPT-2, Pythia)
+    mlp_bias: bool = False  # biases on the MLP's projections (GPT-2, Pythia)
+    positions: Positions = "rotary"  # or "learned": a table of position embeddings (GPT-2)
     rope_theta: float = 10_000.0
+    rotary_dim: int | None = None  # rotate only each head's first rotary_dim dims (Pythia)
     # Layers listed here attend only to the last `sliding_window` tokens and rotate with
     # `rope_theta_local`; every other layer is global.
     sliding_window: int | None = None
     local_layers: tuple[int, ...] = ()
     rope_theta_local: float = 10_000.0
-    rope_scaling: float = 1.0  # linear position interpolation factor (1 = none)
-    post_norms: bool = False  # RMSNorm on the attention and MLP outputs before the add
-    qk_norm: bool = False  # RMSNorm on each query and key head
+    rope_scaling: float = 1.0  # position interpolation factor (1 = none)
+    # One divisor per rotary frequency (Llama 3's scaling, computed at conversion from its
+    # config or read from llama.cpp's rope_freqs tensor): slow frequencies are stretched,
+    # fast ones kept, a blend between.
+    rope_freq_factors: tuple[float, ...] | None = None
+    pre_norms: bool = True  # norm the residual before attention and MLP (all but OLMo 2)
+    post_norms: bool = False  # norm the attention and MLP outputs before the add
+    qk_norm: bool = False  # RMSNorm on queries and keys, after projection, before RoPE
+    # ...over each head's d_head features (Gemma 3, Qwen 3) or over the whole projection,
+    # all heads at once (OLMo 2)
+    qk_norm_per_head: bool = True
+    # Attention and MLP both read the block's input; their outputs are added together
+    # (GPT-NeoX). resid_mid is then resid_pre + attention output, which the MLP does not read.
+    parallel_block: bool = False
     embed_scale: float = 1.0  # token embeddings are multiplied by this
     attn_scale: float | None = None  # softmax scale; None means 1/sqrt(d_head)
+    attn_softcap: float | None = None  # scores become cap * tanh(scores / cap) (Gemma 2)
+    final_softcap: float | None = None  # logits become cap * tanh(logits / cap) (Gemma 2)
     tie_embeddings: bool = True
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -60,13 +94,23 @@ class ModelConfig:
             raise ValueError(
                 f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}"
             )
-        if self.d_head % 2:
-            raise ValueError(f"d_head={self.d_head} must be even for rotary embeddings")
+        if self.positions == "rotary" and self.rotary_dims % 2:
+            raise ValueError(f"rotary dims {self.rotary_dims} must be even")
+        factors = self.rope_freq_factors
+        if factors is not None and len(factors) != self.rotary_dims // 2:
+            raise ValueError(f"{len(factors)} RoPE frequency factors for {self.rotary_dims} dims")
+        if self.rotary_dims > self.d_head:
+            raise ValueError(f"rotary_dim={self.rotary_dim} exceeds d_head={self.d_head}")
         bad = [i for i in self.local_layers if not 0 <= i < self.n_layers]
         if bad:
             raise ValueError(f"local_layers {bad} outside 0..{self.n_layers - 1}")
         if self.local_layers and self.sliding_window is None:
             raise ValueError("local_layers need a sliding_window")
+
+    @property
+    def rotary_dims(self) -> int:
+        """How many leading dims of each head RoPE rotates."""
+        return self.d_head if self.rotary_dim is None else self.rotary_dim
 
     @property
     def softmax_scale(self) -> float:
@@ -86,6 +130,8 @@ class ModelConfig:
             raise ValueError(f"unknown ModelConfig fields: {unknown}")
         kwargs = dict(data)
         kwargs["local_layers"] = tuple(kwargs.get("local_layers", ()))
+        if kwargs.get("rope_freq_factors") is not None:  # JSON writes the tuple as a list
+            kwargs["rope_freq_factors"] = tuple(float(f) for f in kwargs["rope_freq_factors"])
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -34,9 +34,14 @@ class HookPoint(nn.Module):
         self.name = ""  # set by `name_hook_points` once the module tree is built
         self.fns: list[HookFn] = []
 
+    @property
+    def hooked(self) -> bool:
+        """Something reads or changes this site: a factscope hook or a torch module hook."""
+        return bool(self.fns or self._forward_hooks or self._forward_pre_hooks)
+
     def __call__(self, x: Tensor) -> Tensor:
         # Nothing attached (the usual case): skip nn.Module's call machinery, ~300 sites a pass.
-        if not (self.fns or self._forward_hooks or self._forward_pre_hooks):
+        if not self.hooked:
             return x
         return super().__call__(x)
 

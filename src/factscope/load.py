@@ -16,8 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -104,7 +106,7 @@ def load_model(
         tokenizer = Tokenizer.load(resolved.path / "tokenizer.json")
         timings = {"read": time.perf_counter() - t0}
     else:
-        cfg, state, tokenizer, timings = _load_hf_folder(resolved.path)
+        cfg, state, tokenizer, timings = _load_hf_folder(resolved.path, dtype)
     model = Transformer.from_state_dict(cfg, state)
     model = model.to(device=target, dtype=dtype).eval()
     timings["total"] = time.perf_counter() - start
@@ -116,11 +118,10 @@ def load_config(spec: str | Path) -> tuple[str, ModelConfig]:
     resolved = resolve_model(str(spec))
     if resolved.kind == "gguf":
         gguf = read_gguf(resolved.path)
-        return resolved.name, config_from_gguf(gguf.metadata, set(gguf.tensors))
+        return resolved.name, config_from_gguf(gguf.metadata, set(gguf.tensors), gguf.tensor)
     if resolved.kind == "native":
         return resolved.name, ModelConfig.from_dict(read_native_meta(resolved.path)["config"])
-    folder_config = json.loads((resolved.path / "config.json").read_text())
-    return resolved.name, config_from_hf(folder_config)
+    return resolved.name, config_from_hf(_read_config_json(resolved.path))
 
 
 def _load_gguf(
@@ -145,12 +146,12 @@ def _load_gguf(
     gguf = read_gguf(path)
     timings["parse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cfg = config_from_gguf(gguf.metadata, set(gguf.tensors))
+    cfg = config_from_gguf(gguf.metadata, set(gguf.tensors), gguf.tensor)
     state, unused = convert_gguf_tensors(cfg, gguf.tensor, set(gguf.tensors))
     if unused:
         raise UnsupportedModelError(
             f"{path.name} has tensors factscope does not use: {', '.join(unused[:5])}; "
-            "it is not a plain Llama or Gemma 3 model"
+            f"it is not a plain {cfg.family} model"
         )
     timings["dequantize"] = time.perf_counter() - t0
     # (Building the tokenizer in a thread beside dequantization gains nothing: both need
@@ -205,20 +206,64 @@ def _wait_for_cache_write(entry: Path) -> None:
 
 
 def _load_hf_folder(
-    folder: Path,
+    folder: Path, dtype: torch.dtype = torch.float32
 ) -> tuple[ModelConfig, dict[str, Tensor], Tokenizer, dict[str, float]]:
+    """Read a Hugging Face folder, converting each tensor straight to `dtype` as it is read
+    from its memory-mapped shard: peak memory is about one copy of the weights in `dtype`."""
     t0 = time.perf_counter()
-    cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
-    tensors: dict[str, Tensor] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        tensors |= load_file(file)
-    state, unused = convert_hf_tensors(cfg, tensors.__getitem__, set(tensors))
+    cfg = config_from_hf(_read_config_json(folder))
+    where = _tensor_files(folder)  # name -> shard
+    opened = {file: safe_open(str(file), framework="pt") for file in set(where.values())}
+
+    def load(name: str) -> Tensor:  # one tensor at a time, read from its memory-mapped shard
+        return opened[where[name]].get_tensor(name)
+
+    state, unused = convert_hf_tensors(cfg, load, set(where), dtype)
     if unused:
         raise UnsupportedModelError(
-            f"{folder.name} has tensors factscope does not use: {', '.join(unused[:5])}"
+            f"{folder.name} has tensors factscope does not use: {', '.join(unused[:5])}; "
+            f"it is not a plain {cfg.family} model"
         )
     tokenizer = Tokenizer.from_hf_folder(folder)
     return cfg, state, tokenizer, {"read": time.perf_counter() - t0}
+
+
+def _read_config_json(folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UnsupportedModelError(f"{folder / 'config.json'} is not readable JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise UnsupportedModelError(f"{folder / 'config.json'} is not a JSON object")
+    return config
+
+
+def _tensor_files(folder: Path) -> dict[str, Path]:
+    """Which *.safetensors file holds each tensor. A sharded checkpoint's
+    model.safetensors.index.json names its shards; every one must be there."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UnsupportedModelError(f"{index} is not a safetensors index: {e}") from None
+        missing = sorted({s for s in weight_map.values() if not (folder / s).is_file()})
+        if missing:
+            raise UnsupportedModelError(
+                f"shard {missing[0]} listed in {index.name} is missing from {folder} "
+                f"({len(missing)} of {len(set(weight_map.values()))} shards missing); "
+                "download every shard"
+            )
+    where: dict[str, Path] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                where |= dict.fromkeys(f.keys(), file)
+        except Exception as e:  # safetensors raises its own error types for a damaged header
+            raise UnsupportedModelError(
+                f"{file.name} is not a readable safetensors file: {e}"
+            ) from None
+    return where
 
 
 def save_model(

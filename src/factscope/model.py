@@ -1,13 +1,17 @@
 """The transformer: one readable forward pass for every supported family.
 
-    tokens -> embed -> [block] x n_layers -> final norm -> unembed -> logits
-    block:  resid_pre -> norm -> attention -> (post-norm) -> attn.out -> + -> resid_mid
-            resid_mid -> norm -> gated MLP  -> (post-norm) -> mlp.out  -> + -> resid_post
+    tokens -> embed (+ positions) -> [block] x n_layers -> final norm -> unembed -> logits
+    block:  resid_pre -> (norm) -> attention -> (post-norm) -> attn.out -> + -> resid_mid
+            resid_mid -> (norm) -> MLP       -> (post-norm) -> mlp.out  -> + -> resid_post
+            (a parallel block's MLP reads resid_pre instead of resid_mid)
 
 Every activation passes through a named `HookPoint` (see hooks.py), e.g.
-`blocks.7.mlp.post` is the activation of block 7's MLP neurons. What differs between
-families (GELU vs SiLU, post-norms, QK-norm, embedding scale, sliding-window layers) is
-read from `ModelConfig`; checkpoints are converted to this layout when loaded.
+`blocks.7.mlp.post` is the activation of block 7's MLP neurons; the sites are the same in
+every family, except that a plain (ungated) MLP has no `gate`. What differs between
+families (RMSNorm vs LayerNorm and where the norms sit, GELU vs SiLU, gated or plain MLP,
+biases, rotary or learned positions, QK-norm, soft caps, sliding-window layers, parallel
+blocks) is read from `ModelConfig`; checkpoints are converted to this layout when loaded
+(weights/convert.py), so no line below asks which family it runs.
 
 Shapes: B batch, T new tokens, S all attended tokens (past + new), D d_model,
 H query heads, K key/value heads, dh d_head, F d_mlp, V vocab.
@@ -15,13 +19,11 @@ H query heads, K key/value heads, dh d_head, F d_mlp, V vocab.
 
 from __future__ import annotations
 
-import functools
-import platform
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from factscope.config import ModelConfig
 from factscope.hooks import HookPoint, name_hook_points
+from factscope.onednn import Linear
 
 LogitsAt = Literal["all", "last"]
 
@@ -48,91 +51,21 @@ class RMSNorm(nn.Module):
         return normed.to(x.dtype)
 
 
-class Linear(nn.Linear):
-    """nn.Linear (x @ W^T + b), computed by oneDNN in float32 CPU inference.
-
-    A next-token forward is little more than reading every weight once, so its speed is the
-    rate at which the matrix-product kernel streams weights. torch's default float32 CPU
-    kernel (MKL) reaches well under the memory rate on some CPUs (~40% on AMD Zen),
-    oneDNN's, on the same dense weights, much closer (benchmarks/load_and_forward.py
-    prints both). Same product, summed in another order: logits agree to ~1e-6 relative.
-    oneDNN's op has no backward, so whenever autograd is recording, F.linear is used, except
-    in training mode (`model.train()`, as `factscope train` runs), where `OneDNNLinear` gives
-    it one made of the same kernel: training's matrix products are ~2/3 of a step, and
-    oneDNN runs them ~2x faster than MKL here (benchmarks/train.py). Analysis gradients
-    (attribution, ROME) run in eval mode and stay exactly F.linear's.
-    """
-
-    onednn = True  # set False to use F.linear everywhere (benchmarks compare the two)
+class LayerNorm(nn.LayerNorm):
+    """(x - mean(x)) / std(x) * weight + bias, computed in float32 (GPT-2, Pythia)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.onednn and _onednn_applies(x, self.weight):
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [None], "")
-        if self.onednn and self.training and _onednn_fits(x, self.weight):
-            return OneDNNLinear.apply(x, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+        normed = F.layer_norm(
+            x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps
+        )
+        return normed.to(x.dtype)
 
 
-class OneDNNLinear(torch.autograd.Function):
-    """x @ W^T + b and its gradients, each product computed by oneDNN's linear kernel.
-
-    For y = x W^T (x: (M, K) rows, W: (N, K)): dx = dy W = linear(dy, W^T) and
-    dW = dy^T x = linear(dy^T, x^T); oneDNN reads the transposed views without copying.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [None], "")
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        x, weight = ctx.saved_tensors
-        linear = torch.ops.mkldnn._linear_pointwise
-        grad_rows = grad.reshape(-1, grad.shape[-1])  # (M, N)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = linear(grad, weight.t(), None, "none", [None], "")  # (..., K)
-        if ctx.needs_input_grad[1]:
-            x_rows = x.reshape(-1, x.shape[-1])  # (M, K)
-            grad_w = linear(grad_rows.t(), x_rows.t(), None, "none", [None], "")  # (N, K)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_rows.sum(0)
-        return grad_x, grad_w, grad_b
-
-
-def _onednn_fits(x: Tensor, weight: Tensor) -> bool:
-    """oneDNN can compute this product: float32 on a CPU that has it."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == weight.dtype == torch.float32
-        and x.numel() > 0
-        and _onednn_available()
-    )
-
-
-def _onednn_applies(x: Tensor, weight: Tensor) -> bool:
-    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    return not recording and _onednn_fits(x, weight)
-
-
-@functools.cache
-def _onednn_available() -> bool:
-    """oneDNN's linear is in this torch build, on an x86 CPU, and computes F.linear."""
-    if (
-        platform.machine().lower() not in ("x86_64", "amd64")
-        or not torch.backends.mkldnn.is_available()
-    ):
-        return False
-    try:
-        x = torch.arange(24.0).view(3, 8) / 7  # not torch.randn: leave the seeded RNG alone
-        w = torch.arange(40.0).view(5, 8) / 11
-        with torch.no_grad():
-            got = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [None], "")
-        return bool(torch.allclose(got, F.linear(x, w), atol=1e-5))
-    except (AttributeError, RuntimeError):
-        return False
+def make_norm(cfg: ModelConfig, dim: int) -> RMSNorm | LayerNorm:
+    """The config's kind of norm over `dim` features."""
+    if cfg.norm == "layer":
+        return LayerNorm(dim, eps=cfg.norm_eps)
+    return RMSNorm(dim, cfg.norm_eps)
 
 
 @dataclass
@@ -162,18 +95,26 @@ class KVCache:
 
 
 def rotary_cos_sin(
-    positions: Tensor, d_head: int, theta: float, scaling: float = 1.0
+    positions: Tensor,
+    d_rot: int,
+    theta: float,
+    scaling: float = 1.0,
+    factors: tuple[float, ...] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """cos and sin of the rotation angles, (T, dh), in float32.
+    """cos and sin of the rotation angles, (T, d_rot), in float32.
 
-    Dimension i of the first half of a head is paired with dimension i + dh/2 and turned
-    by the angle position * theta^(-2i/dh) (the "rotate half" convention).
+    Dimension i of the first half of the rotated dims is paired with dimension i + d_rot/2
+    and turned by the angle position * theta^(-2i/d_rot) / scaling (the "rotate half"
+    convention); with per-frequency `factors` (Llama 3), frequency i is divided by its own.
     """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.int64).float() / d_head))
-    inv_freq = inv_freq.to(positions.device) / scaling
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, dh/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, dh)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d_rot, 2, dtype=torch.int64).float() / d_rot))
+    inv_freq = inv_freq / (torch.tensor(factors) if factors is not None else scaling)
+    angles = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]  # (T, d_rot/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, d_rot)
     return angles.cos(), angles.sin()
+
+
+RopeKey = tuple[int, float, float, tuple[float, ...] | None]
 
 
 class RotaryTables:
@@ -198,31 +139,43 @@ class RotaryTables:
             self.local.tables = outer
 
     def get(
-        self, positions: Tensor, d_head: int, theta: float, scaling: float
+        self,
+        positions: Tensor,
+        d_rot: int,
+        theta: float,
+        scaling: float,
+        factors: tuple[float, ...] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        tables: dict[tuple[int, float, float], tuple[Tensor, Tensor]] | None = getattr(
-            self.local, "tables", None
-        )
+        tables: dict[RopeKey, tuple[Tensor, Tensor]] | None = getattr(self.local, "tables", None)
         if tables is None:
-            return rotary_cos_sin(positions, d_head, theta, scaling)
-        key = (d_head, theta, scaling)
+            return rotary_cos_sin(positions, d_rot, theta, scaling, factors)
+        key = (d_rot, theta, scaling, factors)
         if key not in tables:
-            tables[key] = rotary_cos_sin(positions, d_head, theta, scaling)
+            tables[key] = rotary_cos_sin(positions, d_rot, theta, scaling, factors)
         return tables[key]
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate each head of x (B, T, n, dh) by the angles of its position.
+    """Rotate each head of x (B, T, n, dh) by the angles of its position; when the tables
+    cover fewer dims than a head (d_rot < dh, Pythia), only the first d_rot dims turn.
 
     The halves (x1, x2) become (x1 cos - x2 sin, x2 cos + x1 sin), computed as
     x * cos + roll(x, dh/2) * (-sin, sin): the same products as x * cos + (-x2, x1) * sin,
     bit for bit, with one roll in place of a negation and a concatenation (whose backward
     in training allocated and zero-filled two tensors).
     """
-    half = x.shape[-1] // 2
+    d_rot = cos.shape[-1]
+    if d_rot < x.shape[-1]:
+        return torch.cat([apply_rotary(x[..., :d_rot], cos, sin), x[..., d_rot:]], dim=-1)
+    half = d_rot // 2
     signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # (T, dh)
     cos, signed_sin = cos[None, :, None, :].to(x.dtype), signed_sin[None, :, None, :].to(x.dtype)
     return x * cos + x.roll(half, dims=-1) * signed_sin
+
+
+def soft_cap(x: Tensor, cap: float | None) -> Tensor:
+    """cap * tanh(x / cap): x squashed smoothly into (-cap, cap); identity when cap is None."""
+    return x if cap is None else torch.tanh(x / cap) * cap
 
 
 def attention_mask(
@@ -244,22 +197,29 @@ class Attention(nn.Module):
         self.cfg = cfg
         self.layer = layer
         H, K, dh, D = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model
-        self.q_proj = Linear(D, H * dh, bias=False)
-        self.k_proj = Linear(D, K * dh, bias=False)
-        self.v_proj = Linear(D, K * dh, bias=False)
-        self.o_proj = Linear(H * dh, D, bias=False)
-        self.q_norm = RMSNorm(dh, cfg.norm_eps) if cfg.qk_norm else None
-        self.k_norm = RMSNorm(dh, cfg.norm_eps) if cfg.qk_norm else None
-        self.post_norm = RMSNorm(D, cfg.norm_eps) if cfg.post_norms else None
+        self.q_proj = Linear(D, H * dh, bias=cfg.qkv_bias)
+        self.k_proj = Linear(D, K * dh, bias=cfg.qkv_bias)
+        self.v_proj = Linear(D, K * dh, bias=cfg.qkv_bias)
+        self.o_proj = Linear(H * dh, D, bias=cfg.o_bias)
+        # QK-norm over each head (dh features) or over all heads of the projection at once
+        q_span, k_span = (dh, dh) if cfg.qk_norm_per_head else (H * dh, K * dh)
+        self.q_norm = RMSNorm(q_span, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(k_span, cfg.norm_eps) if cfg.qk_norm else None
+        self.post_norm = make_norm(cfg, D) if cfg.post_norms else None
         self.window = cfg.sliding_window if cfg.is_local(layer) else None
-        self.theta = cfg.rope_theta_local if cfg.is_local(layer) else cfg.rope_theta
-        self.rope_scaling = 1.0 if cfg.is_local(layer) else cfg.rope_scaling
+        theta = cfg.rope_theta_local if cfg.is_local(layer) else cfg.rope_theta
+        scaling = 1.0 if cfg.is_local(layer) else cfg.rope_scaling
+        factors = None if cfg.is_local(layer) else cfg.rope_freq_factors
+        # (d_rot, theta, scaling, factors), or None: positions come from a learned table
+        self.rope: RopeKey | None = (
+            (cfg.rotary_dims, theta, scaling, factors) if cfg.positions == "rotary" else None
+        )
         self.rotary = rotary or RotaryTables()  # the model shares one between its layers
         # queries and keys after QK-norm and rotation: what the dot product sees
         self.q = HookPoint("(B, T, H, dh)")
         self.k = HookPoint("(B, T, K, dh)")
         self.v = HookPoint("(B, T, K, dh)")
-        self.scores = HookPoint("(B, H, T, S)")  # scaled, masked logits before the softmax
+        self.scores = HookPoint("(B, H, T, S)")  # scaled, capped, masked logits before softmax
         self.pattern = HookPoint("(B, H, T, S)")  # attention probabilities
         self.z = HookPoint("(B, T, H, dh)")  # per-head mix of values, before o_proj
         self.out = HookPoint("(B, T, D)")  # what attention adds to the residual stream
@@ -268,14 +228,16 @@ class Attention(nn.Module):
         cfg = self.cfg
         B, T, _ = x.shape
         H, K, dh = cfg.n_heads, cfg.n_kv_heads, cfg.d_head
-        q = self.q_proj(x).view(B, T, H, dh)
-        k = self.k_proj(x).view(B, T, K, dh)
-        v = self.v_proj(x).view(B, T, K, dh)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, T, H*dh), (B, T, K*dh)
         if self.q_norm is not None and self.k_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = self.rotary.get(positions, dh, self.theta, self.rope_scaling)
-        q, k = self.q(apply_rotary(q, cos, sin)), self.k(apply_rotary(k, cos, sin))
-        v = self.v(v)
+            # each group of `span` features normed alone: (B, T, n/span, span)
+            q = self.q_norm(q.unflatten(-1, (-1, self.q_norm.weight.shape[0]))).flatten(-2)
+            k = self.k_norm(k.unflatten(-1, (-1, self.k_norm.weight.shape[0]))).flatten(-2)
+        q, k, v = q.view(B, T, H, dh), k.view(B, T, K, dh), v.view(B, T, K, dh)
+        if self.rope is not None:
+            cos, sin = self.rotary.get(positions, *self.rope)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = self.q(q), self.k(k), self.v(v)
 
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, n, T, dh)
         past = 0
@@ -286,7 +248,8 @@ class Attention(nn.Module):
         k_positions = torch.arange(S, device=positions.device) + (positions[0] - past)
         allowed = attention_mask(positions, k_positions, self.window, x.device)  # (T, S)
 
-        if self.training and torch.is_grad_enabled() and not (self.scores.fns or self.pattern.fns):
+        fusable = cfg.attn_softcap is None and not (self.scores.hooked or self.pattern.hooked)
+        if self.training and torch.is_grad_enabled() and fusable:
             # Training, with nothing reading the scores or the pattern: one fused kernel does
             # softmax(q k^T) v and its backward without materialising them. Inference (and
             # any hooked run) takes the explicit path below, whose numbers the tests pin.
@@ -304,8 +267,8 @@ class Attention(nn.Module):
         return self.out(out)
 
     def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
-        """softmax(q k^T * scale, masked) v with the scores and pattern at their hook sites.
-        q (B, H, T, dh); k, v (B, K, S, dh); allowed (T, S) -> (B, H, T, dh)."""
+        """softmax(q k^T * scale, capped, masked) v with the scores and pattern at their hook
+        sites. q (B, H, T, dh); k, v (B, K, S, dh); allowed (T, S) -> (B, H, T, dh)."""
         B, H, T, dh = q.shape
         K, S = k.shape[1], k.shape[2]
         # Each key/value head serves `group` consecutive query heads: stack those heads'
@@ -313,6 +276,7 @@ class Attention(nn.Module):
         group = H // K
         q = q.reshape(B, K, group * T, dh)  # (B, K, group*T, dh), row g*T + t: head k*group+g
         scores = (q @ k.transpose(2, 3)).view(B, H, T, S) * self.cfg.softmax_scale  # (B,H,T,S)
+        scores = soft_cap(scores, self.cfg.attn_softcap)
         scores = self.scores(scores.masked_fill(~allowed, float("-inf")))
         pattern = self.pattern(torch.softmax(scores.float(), dim=-1).to(q.dtype))
         return (pattern.reshape(B, K, group * T, S) @ v).view(B, H, T, dh)  # (B, H, T, dh)
@@ -322,7 +286,8 @@ class MLP(nn.Module):
     """The MLP; each of its F hidden units is a "neuron".
 
     Gated (Llama, Gemma): down(act(gate(x)) * up(x)), two questions per neuron.
-    Plain (GPT-2, the video's picture): down(act(up(x))), one question per neuron.
+    Plain (GPT-2, Pythia, the video's picture): down(act(up(x))), one question per neuron;
+    it has no `gate` site.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -330,11 +295,11 @@ class MLP(nn.Module):
         self.activation = cfg.activation
         self.gated = cfg.gated_mlp
         if cfg.gated_mlp:
-            self.gate_proj = Linear(cfg.d_model, cfg.d_mlp, bias=False)
+            self.gate_proj = Linear(cfg.d_model, cfg.d_mlp, bias=cfg.mlp_bias)
             self.gate = HookPoint("(B, T, F)")  # pre-activation of the gate
-        self.up_proj = Linear(cfg.d_model, cfg.d_mlp, bias=False)
-        self.down_proj = Linear(cfg.d_mlp, cfg.d_model, bias=False)
-        self.post_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.post_norms else None
+        self.up_proj = Linear(cfg.d_model, cfg.d_mlp, bias=cfg.mlp_bias)
+        self.down_proj = Linear(cfg.d_mlp, cfg.d_model, bias=cfg.mlp_bias)
+        self.post_norm = make_norm(cfg, cfg.d_model) if cfg.post_norms else None
         self.up = HookPoint("(B, T, F)")  # plain MLP: the pre-activation
         self.post = HookPoint("(B, T, F)")  # neuron activations, the input of down_proj
         self.out = HookPoint("(B, T, D)")  # what the MLP adds to the residual stream
@@ -361,23 +326,31 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer layer: attention then MLP, each added to the residual stream."""
+    """One transformer layer: attention then MLP, each added to the residual stream.
+
+    Sequential (most families): the MLP reads resid_mid = resid_pre + attention output.
+    Parallel (GPT-NeoX): both read resid_pre; resid_mid is still resid_pre + attention
+    output, and resid_post adds the MLP output to it, so the sites mean the same sums.
+    """
 
     def __init__(self, cfg: ModelConfig, layer: int, rotary: RotaryTables | None = None) -> None:
         super().__init__()
+        self.parallel = cfg.parallel_block
+        self.mlp_reads = "resid_pre" if cfg.parallel_block else "resid_mid"  # the MLP's input
         # declared in forward order, so that site_names lists them in that order
+        # (no pre-norms, OLMo 2: attention and MLP read the residual stream itself)
         self.resid_pre = HookPoint("(B, T, D)")
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn_norm = make_norm(cfg, cfg.d_model) if cfg.pre_norms else nn.Identity()
         self.attn = Attention(cfg, layer, rotary)
         self.resid_mid = HookPoint("(B, T, D)")
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp_norm = make_norm(cfg, cfg.d_model) if cfg.pre_norms else nn.Identity()
         self.mlp = MLP(cfg)
         self.resid_post = HookPoint("(B, T, D)")
 
     def forward(self, x: Tensor, positions: Tensor, kv_cache: KVCache | None = None) -> Tensor:
         x = self.resid_pre(x)
-        x = self.resid_mid(x + self.attn(self.attn_norm(x), positions, kv_cache))
-        return self.resid_post(x + self.mlp(self.mlp_norm(x)))
+        mid = self.resid_mid(x + self.attn(self.attn_norm(x), positions, kv_cache))
+        return self.resid_post(mid + self.mlp(self.mlp_norm(x if self.parallel else mid)))
 
 
 class Transformer(nn.Module):
@@ -391,18 +364,29 @@ class Transformer(nn.Module):
         self.embedding = nn.Embedding(
             cfg.vocab_size, cfg.d_model, _weight=torch.empty(cfg.vocab_size, cfg.d_model)
         )
-        if self.embedding.weight.device.type != "meta":
-            nn.init.normal_(self.embedding.weight)
-        self.embed = HookPoint("(B, T, D)")  # scaled token embeddings (declared first:
-        # site_names lists sites in forward order)
+        # learned absolute positions (GPT-2), added to the token embeddings
+        self.pos_embedding = (
+            nn.Embedding(
+                cfg.context_length,
+                cfg.d_model,
+                _weight=torch.empty(cfg.context_length, cfg.d_model),
+            )
+            if cfg.positions == "learned"
+            else None
+        )
+        for table in (self.embedding, self.pos_embedding):
+            if table is not None and table.weight.device.type != "meta":
+                nn.init.normal_(table.weight)
+        self.embed = HookPoint("(B, T, D)")  # scaled token (+ position) embeddings (declared
+        # first: site_names lists sites in forward order)
         self.rotary = RotaryTables()  # cos/sin computed once per pass, not once per layer
         self.blocks = nn.ModuleList(Block(cfg, i, self.rotary) for i in range(cfg.n_layers))
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.norm = make_norm(cfg, cfg.d_model)
         self.unembed = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embedding.weight
         self.final_norm = HookPoint("(B, T, D)")  # residual after the final norm
-        self.logits = HookPoint("(B, T, V)")
+        self.logits = HookPoint("(B, T, V)")  # after the final soft-cap, if any
         self.hook_points = name_hook_points(self)
 
     @classmethod
@@ -425,11 +409,16 @@ class Transformer(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embedding.weight.dtype
 
-    def embed_tokens(self, tokens: Tensor) -> Tensor:
-        """Token ids (B, T) -> the residual stream before block 0, (B, T, D)."""
+    def embed_tokens(self, tokens: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Token ids (B, T) at `positions` (T,) (default 0..T-1) -> the residual stream
+        before block 0, (B, T, D)."""
         x = self.embedding(tokens)
         if self.cfg.embed_scale != 1.0:
             x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
+        if self.pos_embedding is not None:
+            if positions is None:
+                positions = torch.arange(tokens.shape[1], device=tokens.device)
+            x = x + self.pos_embedding(positions)
         return self.embed(x)
 
     def run_blocks(
@@ -448,7 +437,8 @@ class Transformer(nn.Module):
 
     def unembed_residual(self, x: Tensor) -> Tensor:
         """Final norm and unembedding: residual (B, T, D) -> logits (B, T, V)."""
-        return self.logits(self.unembed(self.final_norm(self.norm(x))))
+        logits = self.unembed(self.final_norm(self.norm(x)))
+        return self.logits(soft_cap(logits, self.cfg.final_softcap))
 
     def forward(
         self,
@@ -466,7 +456,7 @@ class Transformer(nn.Module):
             raise ValueError(f"tokens must be (batch, seq), got shape {tuple(tokens.shape)}")
         past = kv_cache.length() if kv_cache is not None else 0
         positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
-        x = self.run_blocks(self.embed_tokens(tokens), positions, kv_cache=kv_cache)
+        x = self.run_blocks(self.embed_tokens(tokens, positions), positions, kv_cache=kv_cache)
         if logits_at == "last":
             x = x[:, -1:]
         return self.unembed_residual(x)

@@ -91,12 +91,14 @@ def generate(
 
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
-    """List the named models and whether each is installed."""
+    """List the named models and whether each is installed, and the families factscope
+    reads from any Hugging Face folder (config.json + *.safetensors) or GGUF file."""
     from factscope.registry import list_models
+    from factscope.weights.convert import family_rows
 
-    rows = list_models()
+    rows, families = list_models(), family_rows()
     if as_json:
-        print_json(rows)
+        print_json({"models": rows, "families": families})
         return
     table = Table(title="models")
     for column in ("name", "installed", "package", "description"):
@@ -106,6 +108,13 @@ def models(as_json: JsonOpt = False) -> None:
         installed = "yes" if row["installed"] else "no"
         table.add_row(name, installed, row["package"], row["description"])
     out.print(table)
+    read = Table(title="families read from a Hugging Face folder (or GGUF where marked)")
+    for column in ("family", "config.json model_type", "GGUF", "differs from Llama in"):
+        read.add_column(column)
+    for f in families:
+        gguf = "yes" if f["gguf"] else ""
+        read.add_row(f["title"], ", ".join(f["model_types"]), gguf, f["differs"])
+    out.print(read)
 
 
 def _params_table(title: str, counts: dict[str, Any]) -> Table:

@@ -37,8 +37,8 @@ from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel
 from factscope.locate.prompts import AnswerToken, answer_token, encode_prompt, predicted_answer
-from factscope.model import Attention, Transformer
-from factscope.norms import frozen_rms_scale
+from factscope.model import Attention, LayerNorm, RMSNorm, Transformer
+from factscope.norms import frozen_rms_scale, norm_readout
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 
@@ -193,6 +193,7 @@ class DLAResult:
     attn: list[float]  # (L,)
     mlp: list[float]  # (L,)
     heads: list[list[float]]  # (L, H)
+    norm_bias: float = 0.0  # the final LayerNorm's bias . direction, a constant (GPT-2, Pythia)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +211,8 @@ class DLAResult:
         named = {"embed": self.embed}
         for layer, (a, m) in enumerate(zip(self.attn, self.mlp, strict=True)):
             named[f"attn.{layer}"], named[f"mlp.{layer}"] = a, m
+        if self.norm_bias:
+            named["norm_bias"] = self.norm_bias
         return named
 
     def top_components(self, k: int = 5) -> list[tuple[str, float]]:
@@ -239,7 +242,7 @@ def direct_logit_attribution(
         _check_vocab(model, baseline_id, "baseline")
     cfg = model.cfg
     L, H, dh = cfg.n_layers, cfg.n_heads, cfg.d_head
-    sites = ["blocks.0.resid_pre", f"blocks.{L - 1}.resid_post", "logits"]
+    sites = ["blocks.0.resid_pre", f"blocks.{L - 1}.resid_post", "final_norm", "logits"]
     sites += [f"blocks.{i}.{s}" for i in range(L) for s in ("attn.z", "attn.out", "mlp.out")]
     _, cache = run_with_cache(model, tokens, sites, logits_at="last")
 
@@ -247,10 +250,15 @@ def direct_logit_attribution(
     direction = w_u[answer_id] - (w_u[baseline_id] if baseline_id is not None else 0)  # (D,)
     logits = cache["logits"][0, -1].double()
     logit = logits[answer_id] - (logits[baseline_id] if baseline_id is not None else 0)
+    if cfg.final_softcap is not None:  # Gemma 2: split the logit before its tanh cap
+        logit = cache["final_norm"][0, -1].double() @ direction
 
     final = cache[f"blocks.{L - 1}.resid_post"][0, -1]  # (D,)
-    scale = frozen_rms_scale(model.norm, final).double()  # (1,)
-    readout = scale * model.norm.weight.double() * direction  # (D,): dla(c) = c . readout
+    norm = cast(RMSNorm | LayerNorm, model.norm)
+    scale = frozen_rms_scale(norm, final).double()  # (1,)
+    readout = norm_readout(norm, scale, direction)  # (D,): dla(c) = c . readout
+    bias = getattr(norm, "bias", None)
+    norm_bias = 0.0 if bias is None else float(bias.double() @ direction)
 
     def dla(c: Tensor) -> Tensor:
         return c.double() @ readout
@@ -269,7 +277,7 @@ def direct_logit_attribution(
             total = attention.o_proj(cache[f"blocks.{i}.attn.z"][0, -1].flatten())  # (D,)
             per_head = per_head * frozen_rms_scale(post, total).double() * post.weight.double()
         heads[i] = per_head @ readout  # (H,)
-    total_sum = float(embed + attn.sum() + mlp.sum())
+    total_sum = float(embed + attn.sum() + mlp.sum()) + norm_bias
     return DLAResult(
         model=model_name,
         prompt=None,
@@ -287,6 +295,7 @@ def direct_logit_attribution(
         attn=attn.tolist(),
         mlp=mlp.tolist(),
         heads=heads.tolist(),
+        norm_bias=norm_bias,
     )
 
 

@@ -135,6 +135,12 @@ def written_tokens(
     return out
 
 
+def _norm_gain(norm: torch.nn.Module, dim: int) -> Tensor:
+    """A norm's per-feature gain (float32), ones where there is no norm."""
+    weight = getattr(norm, "weight", None)
+    return torch.ones(dim) if not isinstance(weight, Tensor) else weight.float()
+
+
 @torch.no_grad()
 def read_tokens(
     model: Transformer, rows: Tensor, layers: Sequence[int], k: int, tokenizer: Tokenizer | None
@@ -143,7 +149,8 @@ def read_tokens(
     the row is applied to mlp_norm(x), so its direction in embedding space is g_mlp * row."""
     weight = model.embedding.weight.float()  # (V, D)
     blocks = [cast(Block, model.blocks[layer]) for layer in layers]
-    gains = torch.stack([b.mlp_norm.weight.float() for b in blocks])  # (n, D)
+    # no pre-MLP norm (OLMo 2): the row reads the residual itself, gain 1
+    gains = torch.stack([_norm_gain(b.mlp_norm, weight.shape[1]) for b in blocks])  # (n, D)
     directions = rows.float() * gains  # (n, D)
     norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-12)  # (V,)
     cos = (weight @ directions.T) / norms[:, None] / torch.linalg.vector_norm(directions, dim=1)

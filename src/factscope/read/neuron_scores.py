@@ -29,7 +29,7 @@ from torch import Tensor
 from factscope.errors import FactscopeError
 from factscope.hooks import HookFn, hooks, run_with_cache
 from factscope.model import MLP, Transformer
-from factscope.norms import frozen_rms_scale
+from factscope.norms import frozen_rms_scale, norm_readout
 from factscope.read.suffix import ForwardCount, SuffixRunner
 
 Position = Literal["subject", "final"]
@@ -92,7 +92,7 @@ def neuron_readout(
     `post` (L, F) are the activations at that position (they set the frozen post-MLP norm
     scale); `direction` (D,) is W_U[answer]; `final_scale` the frozen 1/rms of the final norm.
     """
-    readout = final_scale.double() * model.norm.weight.double() * direction.double()  # (D,)
+    readout = norm_readout(model.norm, final_scale, direction)  # (D,)
     rows = []
     for layer in range(model.cfg.n_layers):
         mlp = mlp_at(model, layer)

@@ -61,32 +61,36 @@ class ParamCount:
 def count_params(config: ModelConfig, name: str | None = None) -> ParamCount:
     """Count the parameters of factscope's transformer built from `config`.
 
-    Matches the model's weights one for one: bias-free projections, rotary positions (no
-    positional parameters), a gated MLP (gate, up, down) or a plain one (up, down), RMSNorm
-    weights of size d_model before attention and MLP (and after them when `post_norms`),
-    per-head RMSNorm weights of size d_head on queries and keys when `qk_norm`, and one
-    final norm.
+    Matches the model's weights one for one: the q, k, v, o projections (with the biases
+    the config names), QK-norm weights (per head or over the whole projection), a gated MLP
+    (gate, up, down) or a plain one (up, down), the norms before and/or after attention and
+    MLP (RMSNorm: a weight; LayerNorm: a weight and a bias), one final norm, and a learned
+    position table when the positions are learned rather than rotary.
     """
-    d, L = config.d_model, config.n_layers
+    d, L, F = config.d_model, config.n_layers, config.d_mlp
     q_width = config.n_heads * config.d_head
     kv_width = config.n_kv_heads * config.d_head
 
     attention_per_layer = d * q_width + 2 * d * kv_width + q_width * d  # q, k, v, o
-    if config.qk_norm:
-        attention_per_layer += 2 * config.d_head  # one weight vector each for q and k
+    attention_per_layer += (q_width + 2 * kv_width) * config.qkv_bias + d * config.o_bias
+    if config.qk_norm:  # one weight vector each for q and k
+        per_head = config.qk_norm_per_head
+        attention_per_layer += 2 * config.d_head if per_head else q_width + kv_width
     # gate (when gated) and up: d -> d_mlp; down: d_mlp -> d
-    mlp_per_layer = (3 if config.gated_mlp else 2) * d * config.d_mlp
-    norms_per_layer = (4 if config.post_norms else 2) * d
+    mlp_per_layer = (3 if config.gated_mlp else 2) * d * F
+    mlp_per_layer += ((2 if config.gated_mlp else 1) * F + d) * config.mlp_bias
+    per_norm = 2 * d if config.norm == "layer" else d
+    norms_per_layer = (2 * config.pre_norms + 2 * config.post_norms) * per_norm
 
     embedding = config.vocab_size * d
     return ParamCount(
         name=name or config.family,
         components={
             "embedding": embedding,
-            "positional": 0,
+            "positional": config.context_length * d if config.positions == "learned" else 0,
             "attention": L * attention_per_layer,
             "mlp": L * mlp_per_layer,
-            "norms": L * norms_per_layer + d,  # + the final norm
+            "norms": L * norms_per_layer + per_norm,  # + the final norm
             "unembedding": 0 if config.tie_embeddings else embedding,
         },
         tied=config.tie_embeddings,

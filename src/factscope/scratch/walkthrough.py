@@ -352,7 +352,7 @@ def explain_layer(
     with torch.no_grad():
         resid_pre = cache[f"{prefix}.resid_pre"]
         attn_in = block.attn_norm(resid_pre)
-        mlp_in = block.mlp_norm(cache[f"{prefix}.resid_mid"])
+        mlp_in = block.mlp_norm(cache[f"{prefix}.{block.mlp_reads}"])  # resid_pre if parallel
 
     def head_step(name: str, site: str, head_index: int) -> Step:
         return step(name, f"{prefix}.{site}", values=cache[f"{prefix}.{site}"][0, t, head_index])

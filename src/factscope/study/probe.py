@@ -112,7 +112,7 @@ def residuals_at(
     positions = torch.arange(past, past + T, device=tokens.device)
     kv = None if cache is None else expand_cache(cache, B)
     with hooks(model, fns):
-        model.run_blocks(model.embed_tokens(tokens), positions, kv_cache=kv)
+        model.run_blocks(model.embed_tokens(tokens, positions), positions, kv_cache=kv)
     out = {name: torch.stack(xs, dim=1) for name, xs in taken.items()}  # (B, L + 1, D)
     out["attn_out"] = torch.stack(attn_out, dim=1)  # (B, L, D)
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 import platformdirs
 
 # Bump when the internal layout or the cache format changes: old entries are then ignored.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4  # 4: ModelConfig gained the fields of the families (older code rejects them)
 
 
 def cache_root() -> Path:
