@@ -10,6 +10,7 @@ import factscope
 
 SRC = Path(factscope.__file__).parent.parent
 
+
 def _modules() -> dict[str, Path]:
     modules = {}
     for path in sorted((SRC / "factscope").rglob("*.py")):
