@@ -1,7 +1,9 @@
 """MEMIT and AlphaEdit on a dozen landmark -> city facts that are not in the packaged data.
 
 Usage: python scripts/edit_landmarks.py [OUT_DIR] [--identity-stats] [--layer L]
-           [--runs memit,alphaedit,alphaedit-energy,memit-first-inversion]
+           [--runs memit,alphaedit,alphaedit-energy,memit-first-inversion,memit@2000,...]
+
+memit@LAMBDA is MEMIT with `mom2_update_weight` LAMBDA (the authors' 20,000 is the default).
 
 alphaedit uses the authors' absolute null-space threshold 2e-2; alphaedit-energy the null space
 holding 2% of tr C (`--nullspace-energy 0.02`); memit-first-inversion is MEMIT with the
@@ -17,6 +19,7 @@ is written to OUT_DIR/result.json (default docs/results/edit-landmarks).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -98,6 +101,8 @@ def main(argv: list[str]) -> int:
             mom2_adjustment=not identity,
             nullspace_energy=0.02 if run == "alphaedit-energy" else None,
         )
+        if "@" in run:
+            hp = dataclasses.replace(hp, mom2_update_weight=float(run.split("@")[1]))
         memit_module._down_proj_targets = (
             first_inversion if run == "memit-first-inversion" else new_map
         )
@@ -124,8 +129,8 @@ def main(argv: list[str]) -> int:
         print(f"{run}: ES {es:.1f} PS {ps:.1f} ({len(rows)} facts, {seconds:.0f} s); "
               f"reached {[round(x, 2) for x in edit['reached']]}, "
               f"rho {[round(x, 2) for x in edit['rho']]}")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+        out.mkdir(parents=True, exist_ok=True)  # after every run: a killed script keeps them
+        (out / "result.json").write_text(json.dumps(result, indent=1))
     return 0
 
 
