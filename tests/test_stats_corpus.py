@@ -74,3 +74,20 @@ def test_the_packaged_gemma_corpus_is_what_the_model_writes_with_its_seed() -> N
         assert doc["seed"] == prompt
         head = (prompt + lm.tokenizer.decode(ids)).rstrip("\ufffd")  # a cut multi-byte char
         assert doc["text"].startswith(head), (doc["text"][:80], head)
+
+
+def test_a_config_field_at_its_default_leaves_the_fingerprint_as_it_was() -> None:
+    """Fields added to ModelConfig after the base set count only where they are set, so the
+    shipped corpus's name (the fingerprint) survives new fields; a set one moves it."""
+    import dataclasses
+
+    from factscope.edit.fingerprint import BASE_FIELDS, config_digest_fields
+    from reference_models import random_model
+
+    model = random_model("llama")
+    digest = config_digest_fields(model.cfg)
+    assert set(digest) == BASE_FIELDS  # every later field of a Llama is at its default
+    before = model_fingerprint(model, 0)
+    model.cfg = dataclasses.replace(model.cfg, qkv_bias=True)
+    assert "qkv_bias" in config_digest_fields(model.cfg)
+    assert model_fingerprint(model, 0) != before
