@@ -23,6 +23,8 @@ ROWS: list[tuple[list[str], str]] = [
     ([*TRAIN, "--l0", "-1"], "--l0 must be at least 0"),
     ([*TRAIN, "--seq-len", "1"], "--seq-len must be at least 2 (got 1)"),
     ([*TRAIN, "--ce-sequences", "-1"], "--ce-sequences must be at least 0 (got -1)"),
+    ([*TRAIN, "--seed", "-1"], "--seed must be at least 0 (got -1)"),
+    ([*FEAT, "--steer", "inf"], "--steer must be a finite number (got inf)"),
     ([*TRAIN, "--layer", "99", "--out", "{tmp}/x"], "--layer 99 is out of range"),
     ([*TRAIN, "--corpus", "{tmp}/none.txt", "--out", "{tmp}/x"], "is not a file"),
     ([*TRAIN, "--out", "{tmp}/afile.txt"], "is a file, not a folder"),

@@ -102,7 +102,7 @@ def train(
         int, typer.Option(min=0, help="Held-out sequences for the CE loss (0: skip).")
     ] = 8,
     corpus: CorpusOpt = "installed",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
     model: ModelOpt = "gemma-3-270m",
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,

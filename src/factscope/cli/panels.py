@@ -75,6 +75,8 @@ SUBCOMMANDS: dict[str, str] = {
     "superposition capacity": "The largest N that fits with every |cos| <= eps, per d.",
     "superposition toy": "Toy Models of Superposition: sparsity sweep and phase diagram.",
     "superposition model": "Angles between the model's MLP and unembedding directions.",
+    "sae train": "Train a sparse autoencoder or transcoder at one layer (resumable).",
+    "sae eval": "L0, explained variance, CE recovered and dead latents of a saved SAE.",
 }
 
 _ORDER = {name: i for i, name in enumerate(n for panel in PANELS.values() for n in panel)}
