@@ -63,7 +63,9 @@ def main(argv: list[str]) -> int:
     from factscope.load import load_model
     from factscope.predict import predict_next
 
-    out = Path(next((a for a in argv if not a.startswith("--")), "docs/results/edit-landmarks"))
+    values = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--runs", "--layer")}
+    positional = [a for a in argv if not a.startswith("--") and a not in values]
+    out = Path(positional[0] if positional else "docs/results/edit-landmarks")
     identity = "--identity-stats" in argv
     layer = int(argv[argv.index("--layer") + 1]) if "--layer" in argv else 6
     lm = load_model("gemma-3-270m")
