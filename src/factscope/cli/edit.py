@@ -28,6 +28,7 @@ from factscope.cli.common import (
 )
 from factscope.cli.study import AllOpt, KnownOpt, study_facts
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 MethodOpt = Annotated[str, typer.Option("--method", help="rome, memit or alphaedit.")]
 LayerOpt = Annotated[
@@ -168,7 +169,7 @@ def edit_command(
         ),
     ] = False,
     out_dir: OutOpt = None,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
@@ -297,7 +298,7 @@ def edit_eval_command(
     clamp: ClampOpt = None,
     mom2_update_weight: LambdaOpt = None,
     trace: TraceOpt = "approx",
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,

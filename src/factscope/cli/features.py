@@ -27,6 +27,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.registry import DEFAULT_MODEL
 
 sae_app = typer.Typer(
     no_args_is_help=True, help="Train and evaluate sparse autoencoders and transcoders."
@@ -103,7 +104,7 @@ def train(
     ] = 8,
     corpus: CorpusOpt = "installed",
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     as_json: JsonOpt = False,
@@ -215,7 +216,7 @@ def eval_(
         int, typer.Option(min=0, help="Held-out sequences for the CE loss (0: skip).")
     ] = 8,
     corpus: CorpusOpt = "installed",
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
@@ -270,7 +271,7 @@ def features(
         int, typer.Option(min=1, help="Corpus tokens searched for top contexts.")
     ] = 16_384,
     steer: Annotated[float, typer.Option(help="Scale added to a latent when steering.")] = 10.0,
-    model: ModelOpt = "gemma-3-270m",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     out_dir: OutOpt = None,
     fmt: FormatOpt = "png",

@@ -349,7 +349,8 @@ if __name__ == "__main__":  # python -m factscope.edit.corpus MODEL N_TOKENS: fi
     import sys
 
     from factscope.load import load_model
+    from factscope.registry import DEFAULT_MODEL
 
-    lm = load_model(sys.argv[1] if len(sys.argv) > 1 else "gemma-3-270m")
+    lm = load_model(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL)
     corpus = self_corpus(lm, int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
     print(f"{corpus.name}: {len(corpus.documents)} documents")
