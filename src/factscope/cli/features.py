@@ -53,18 +53,9 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in (
-        "n_tokens",
-        "l0",
-        "explained_variance",
-        "mse",
-        "dead_fraction",
-        "dense_fraction",
-        "ce_clean",
-        "ce_spliced",
-        "ce_zero_ablated",
-        "ce_loss_recovered",
-    ):
+    from factscope.report.features_html import METRIC_KEYS
+
+    for key in METRIC_KEYS:
         value = metrics.get(key)
         table.add_row(
             key,
