@@ -66,18 +66,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny: Path) -> Iterator[str]:
-    """`factscope serve --model <tiny>` on a free loopback port; its base URL."""
+    """`factscope serve --model <tiny>` on a free loopback port; its base URL. The server's
+    output goes to a file, not a pipe: a pipe nobody reads fills (64 KiB) and then blocks
+    the server at its next log line."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     factscope = Path(sys.executable).parent / "factscope"  # the installed console script
     command = [str(factscope), "serve", "--model", str(tiny)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = tiny.parent / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -88,18 +88,25 @@ def server(tiny: Path) -> Iterator[str]:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"the server did not start:\n{output}")
+            pytest.fail(f"the server did not start:\n{log_path.read_text()}")
         time.sleep(0.2)
     SERVER_PIDS[url] = process.pid
+    SERVER_LOGS[url] = log_path
     yield url
     process.terminate()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
+    print(f"server output: {log_path.stat().st_size} bytes")
 
 
+def server_log(server: str) -> str:
+    """The last lines the server printed (for a failing test's message)."""
+    return "\n".join(SERVER_LOGS[server].read_text().splitlines()[-40:])
+
+
+SERVER_LOGS: dict[str, Path] = {}
 SERVER_PIDS: dict[str, int] = {}
 
 
@@ -138,6 +145,22 @@ def page(server: str) -> Iterator[Any]:
 def open_view(page: Any, name: str) -> None:
     page.click(f"#tabs button[data-view={name}]")
     page.wait_for_selector(f"section[data-view={name}]:not([hidden])")
+
+
+def wait_for_job(page: Any, server: str, panel: str, drawn: str, timeout: float = 120_000) -> None:
+    """Wait until the JavaScript condition `drawn` holds, failing at once (with the panel's
+    status and error lines and the server's last output) if the panel shows an error."""
+    either = f"() => ({drawn}) || !document.querySelector('{panel} .error').hidden"
+    try:
+        page.wait_for_function(either, timeout=timeout)
+    except Exception as error:  # playwright's TimeoutError: say where the job stood
+        status = page.inner_text(f"{panel} .job .status")
+        raise AssertionError(
+            f"{panel}: nothing drawn after {timeout / 1000:.0f} s; status {status!r}\n"
+            f"server output:\n{server_log(server)}"
+        ) from error
+    shown = page.locator(f"{panel} .error")
+    assert shown.is_hidden(), f"{panel} shows an error: {shown.inner_text()}\n{server_log(server)}"
 
 
 def test_tabs_are_the_available_views(page: Any, server: str) -> None:
@@ -304,9 +327,13 @@ def test_attention_patterns_per_head(page: Any, server: str, tiny: Path) -> None
     subject = page.locator("#neurons-form input[name=subject]")
     subject.fill("the sport")  # near the last token, so the tiny model's heads look at it
     page.click("#attention-run")
-    page.wait_for_function(
-        f"() => document.querySelectorAll('#attention-heads .main-svg').length >= {info['n_heads']}"
+    started = (
+        "() => document.querySelector('#attention-panel .job .status').textContent !== ''"
+        " || !document.querySelector('#attention-panel .error').hidden"
     )
+    page.wait_for_function(started, timeout=10_000)  # the click reached the page's handler
+    heads = f"document.querySelectorAll('#attention-heads .main-svg').length >= {info['n_heads']}"
+    wait_for_job(page, server, "#attention-panel", heads)
     lm = load_model(tiny)
     prompt = page.input_value("#neurons-form input[name=prompt]")  # the page's default fact
     sites = [f"blocks.{i}.attn.pattern" for i in range(lm.cfg.n_layers)]
