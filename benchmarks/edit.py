@@ -40,7 +40,7 @@ def block_flops_per_token(model: torch.nn.Module, context: int) -> float:
 
 
 def rome_floor_gflop(lm: object, result: object, layer: int) -> float:
-    from factscope.edit.rome import answer_ids, build_batch, context_templates
+    from factscope.edit.request import answer_ids, build_batch, context_templates
 
     model, tok = lm.model, lm.tokenizer  # type: ignore[attr-defined]
     cfg = model.cfg

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from factscope.cli import main
-from factscope.edit.rome import answer_ids
+from factscope.edit.request import answer_ids
 from factscope.load import load_model
 from reference_models import tiny_hf_model
 from tiny_checkpoints import write_tiny_gguf

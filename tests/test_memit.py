@@ -3,6 +3,8 @@ guarantee, sequential state, and end-to-end edits of tiny models."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -292,3 +294,39 @@ def test_memit_through_an_uneven_post_norm_raises_a_batch_and_records_its_reach(
         assert all(r > 1 for r in report["rho"])  # these targets lie off the norm's reach
     assert result.to_dict()["error"] == [sum(e) / len(e) for e in result.error]
     handle.undo()
+
+
+def test_targets_are_reused_from_the_cache_and_never_across_edited_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second MEMIT of the same facts on the same weights reads every z from the disk
+    cache (the same update, no optimisation run); after an edit the weights differ, so the
+    targets are optimised again."""
+    import factscope.edit.target as target
+
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path))
+    lm = tiny_lm("llama", seed=1)
+    requests = [EditRequest(PROMPT, "the sport of", "plays")]
+    stats = tiny_stats(lm, [1, 2])
+    runs = []
+    real = target.optimise_delta
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, "optimise_delta", counted)
+    first = edit(lm, requests, "memit", layer=2, hparams=TINY, stats=stats)
+    change = first.weight_change()
+    first.undo()
+    second = edit(lm, requests, "memit", layer=2, hparams=TINY, stats=stats)
+    assert len(runs) == 1  # the second run optimised nothing
+    assert all(torch.equal(change[l], second.weight_change()[l]) for l in change)
+    assert len(list((tmp_path / "edit-targets").glob("*.pt"))) == 1
+    third = edit(lm, requests, "memit", layer=2, hparams=TINY, stats=stats)  # on edited weights
+    assert len(runs) == 2
+    third.undo()
+    second.undo()
+    nocache = apply_memit(lm, requests, 2, TINY, stats=stats, cache_targets=False)
+    assert len(runs) == 3
+    nocache.undo()

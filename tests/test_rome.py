@@ -16,16 +16,10 @@ import torch
 from factscope.config import tiny_config
 from factscope.edit import EditRequest, ROMEHyperParams, edit
 from factscope.edit.corpus import Corpus, load_corpus
-from factscope.edit.rome import (
-    answer_ids,
-    build_batch,
-    compute_rome,
-    context_templates,
-    forward_from_layer,
-    layer_start,
-    target_text,
-)
+from factscope.edit.request import answer_ids, build_batch, context_templates, target_text
+from factscope.edit.rome import compute_rome
 from factscope.edit.stats import collect_key_stats, corpus_pieces, layer_stats
+from factscope.edit.target import forward_from_layer, layer_start
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.load import LoadedModel, load_model

@@ -1,6 +1,6 @@
 """The evaluation table of docs/edit.md from the run folders' summary.json files.
 
-    python docs/results/edit-eval/table.py     (from the repository root)
+python docs/results/edit-eval/table.py     (from the repository root)
 """
 
 import json
@@ -17,6 +17,8 @@ for summary in sorted(HERE.glob("*/summary.json")):
         m = d[when]
         ge, ppl = d.get(f"fluency_{when}"), d.get(f"perplexity_{when}")
         cells = [f"{m[k]:.1f}" for k in KEYS]
-        print(f"| {summary.parent.name if when == 'pre' else ''} | "
-              f"{d['n_facts'] if when == 'pre' else ''} | {when} | {' | '.join(cells)} | "
-              f"{'' if ge is None else f'{ge:.2f}'} | {'' if ppl is None else f'{ppl:.2f}'} |")
+        print(
+            f"| {summary.parent.name if when == 'pre' else ''} | "
+            f"{d['n_facts'] if when == 'pre' else ''} | {when} | {' | '.join(cells)} | "
+            f"{'' if ge is None else f'{ge:.2f}'} | {'' if ppl is None else f'{ppl:.2f}'} |"
+        )

@@ -1,6 +1,6 @@
 """The landmark table of docs/edit.md from result.json (scripts/edit_landmarks.py).
 
-    python docs/results/edit-landmarks/table.py     (from the repository root)
+python docs/results/edit-landmarks/table.py     (from the repository root)
 """
 
 import json

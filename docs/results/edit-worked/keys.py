@@ -9,7 +9,7 @@ import json
 
 import torch
 
-from factscope.edit.rome import answer_ids, build_batch, context_templates, keys_at
+from factscope.edit.request import answer_ids, build_batch, context_templates, keys_at
 from factscope.edit.stats import layer_stats
 from factscope.load import load_model
 

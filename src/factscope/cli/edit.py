@@ -182,7 +182,7 @@ def edit_command(
     from factscope.edit import check_method, edit
     from factscope.edit.corpus import load_corpus
     from factscope.edit.measure import measure, recall, test_prompts
-    from factscope.edit.rome import EditRequest
+    from factscope.edit.request import EditRequest
     from factscope.report.edit_html import edit_report, recall_summary
 
     check_method(method)

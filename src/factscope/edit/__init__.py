@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from factscope.edit.handle import EditHandle
-from factscope.edit.rome import EditRequest, ROMEHyperParams
+from factscope.edit.request import EditRequest
+from factscope.edit.rome import ROMEHyperParams
 from factscope.errors import FactscopeError
 
 if TYPE_CHECKING:

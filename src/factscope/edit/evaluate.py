@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from factscope.edit.handle import mlp_of
-from factscope.edit.rome import answer_ids
+from factscope.edit.request import answer_ids
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -227,7 +227,7 @@ def summarise(records: Sequence[dict[str, Any]], when: str) -> dict[str, float]:
 
 def fact_request(record: Any) -> Any:
     """A dataset record as an edit: its prompt, subject, counterfactual (new) and answer (old)."""
-    from factscope.edit.rome import EditRequest
+    from factscope.edit.request import EditRequest
 
     return EditRequest(
         record.prompt, record.subject, record.counterfactual, record.answer, record.id

@@ -74,6 +74,20 @@ def model_fingerprint(model: Transformer, upto_layer: int) -> str:
     return h.hexdigest()[:20]
 
 
+def weights_fingerprint(model: Transformer) -> str:
+    """A digest of every weight (blocks, embedding, final norm, unembedding): the key of
+    results that depend on the whole forward pass, such as an edit's optimised target."""
+    h = hashlib.sha256(model_fingerprint(model, model.cfg.n_layers - 1).encode())
+    for name, p in model.state_dict().items():
+        if name.startswith(("blocks.", "embedding")):
+            continue  # in model_fingerprint already
+        flat = p.detach().reshape(-1)
+        h.update(name.encode())
+        h.update(flat[:: max(1, flat.numel() // 4099)].float().cpu().numpy().tobytes())
+        h.update(str(float(flat.double().sum())).encode())
+    return h.hexdigest()[:20]
+
+
 def model_identity(model: Transformer) -> str:
     """Which model (config + a sample of the embedding), blind to edits of the blocks: the
     key of in-process caches that should survive an edit (ROME's context templates, so every

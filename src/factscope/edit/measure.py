@@ -97,7 +97,7 @@ def recall(lm: LoadedModel, prompt: str, subject: str, answers: Sequence[str]) -
     at the last token after each block (rows 1..L; the last row is the model's output) and
     the approximate causal trace's MLP indirect effect at the last subject token per layer
     (scored on that answer's first token)."""
-    from factscope.edit.rome import answer_ids
+    from factscope.edit.request import answer_ids
     from factscope.locate.lens import lens_prompt
     from factscope.locate.trace import trace_prompt
 

@@ -38,17 +38,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from factscope.edit.fingerprint import weights_fingerprint
 from factscope.edit.handle import EditHandle, mlp_of
 from factscope.edit.postnorm import nearest_reachable
-from factscope.edit.rome import (
-    EditRequest,
-    PromptBatch,
-    answer_ids,
-    build_batch,
-    keys_at,
-    optimise_delta,
-)
+from factscope.edit.request import EditRequest, PromptBatch, answer_ids, build_batch, keys_at
 from factscope.edit.stats import KeyStats
+from factscope.edit.target import cached_delta
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.model import Transformer
@@ -346,12 +341,15 @@ def apply_memit(
     stats: dict[int, KeyStats] | None = None,
     state: AlphaEditState | None = None,
     progress: bool = False,
+    cache_targets: bool = True,
 ) -> EditHandle:
     """Write `requests` into the model (in place) with MEMIT or AlphaEdit; return the handle.
 
     `stats`: C per layer (default: the cached corpus statistics; C = I when
     `hparams.mom2_adjustment` is False). `state`: AlphaEdit's running state for sequential
-    editing (created from the statistics when None, and updated in place)."""
+    editing (created from the statistics when None, and updated in place). `cache_targets`:
+    reuse each fact's z from the disk cache when the same weights and prompts made it
+    before (`target.cached_delta`)."""
     from tqdm import tqdm
 
     from factscope.edit.stats import identity_stats, layer_stats
@@ -392,19 +390,13 @@ def apply_memit(
 
     # 1. z for every fact: the residual after the last edit layer that says the new answer
     zs, z_losses = [], []
+    fingerprint = weights_fingerprint(model) if cache_targets else None
     for b in tqdm(batches, desc="z (target residuals)", disable=not progress):
-        d = optimise_delta(
-            model,
-            b,
-            z_layer,
-            "resid",
-            hparams.v_num_grad_steps,
-            hparams.v_lr,
-            hparams.v_weight_decay,
-            hparams.clamp_norm_factor,
-            hparams.kl_factor,
-            hparams.early_stop_loss,
-        )
+        d = cached_delta(
+            model, b, z_layer, "resid", hparams.v_num_grad_steps, hparams.v_lr,
+            hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
+            hparams.early_stop_loss, fingerprint=fingerprint, use_cache=cache_targets,
+        )  # fmt: skip
         z_losses.append(d.losses)
         zs.append(d.delta)
     _, _, h0 = _bare_states(model, batches, z_layer, z_layer)

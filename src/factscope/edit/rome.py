@@ -33,73 +33,26 @@ the blocks above it, and unembeds only the positions whose next token is scored.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from factscope.edit.fingerprint import model_identity
 from factscope.edit.handle import mlp_of
+from factscope.edit.request import (
+    EditRequest,
+    answer_ids,
+    build_batch,
+    context_templates,
+    keys_at,
+)
 from factscope.edit.stats import KeyStats
+from factscope.edit.target import DeltaResult, cached_delta
 from factscope.errors import FactscopeError
-from factscope.generate import Sampling, pick_token
-from factscope.hooks import hooks
-from factscope.model import KVCache, Transformer
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
-    from factscope.tokenizer import Tokenizer
-
-Injection = Literal["mlp_down", "resid"]
-
-
-# ---- what to edit ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EditRequest:
-    """One fact to rewrite: `prompt` mentions `subject` and should continue with `new`.
-
-    `new` and `old` are answers as a person types them ("baseball"); `target_text` adds the
-    tokenizer's leading space when the prompt does not end in one."""
-
-    prompt: str
-    subject: str
-    new: str
-    old: str | None = None
-    id: str = ""
-
-    def check(self) -> None:
-        if not self.subject.strip():
-            raise FactscopeError("the subject is empty; give the words of the prompt it names")
-        if self.subject not in self.prompt:
-            raise FactscopeError(
-                f"subject {self.subject!r} does not occur in prompt {self.prompt!r}; "
-                "give it exactly as written in the prompt (case and spaces matter)"
-            )
-        if not self.new.strip():
-            raise FactscopeError("the new answer is empty; give the answer to teach, e.g. baseball")
-        if self.old is not None and self.new.strip() == self.old.strip():
-            raise FactscopeError(
-                f"the new answer {self.new.strip()!r} equals the old one; give a different answer"
-            )
-
-
-def target_text(prompt: str, answer: str) -> str:
-    """The answer as the model would continue `prompt`: " baseball" after "... of"."""
-    answer = answer.strip()
-    return answer if prompt.endswith((" ", "\n")) else " " + answer
-
-
-def answer_ids(tokenizer: Tokenizer, prompt: str, answer: str) -> list[int]:
-    """Token ids of the answer as a continuation of the prompt (no BOS)."""
-    ids = tokenizer.encode(target_text(prompt, answer), add_bos=False)
-    if not ids:
-        raise FactscopeError(f"answer {answer!r} encodes to no tokens; give some text")
-    return ids
 
 
 # ---- hyperparameters ------------------------------------------------------------------------
@@ -126,306 +79,6 @@ class ROMEHyperParams:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# ---- context prefixes -----------------------------------------------------------------------
-
-_TEMPLATE_CACHE: dict[str, list[str]] = {}
-
-
-@torch.inference_mode()
-def context_templates(
-    model: Transformer,
-    tokenizer: Tokenizer,
-    lengths: Sequence[tuple[int, int]] = ((5, 10), (10, 10)),
-    top_k: int = 5,
-    seed: int = 0,
-) -> list[str]:
-    """["{}"] + the model's own short texts, each followed by ". {}", as ROME makes them.
-
-    For each (n, count) in `lengths`, `count` texts of n tokens sampled (top-k) from the start
-    token alone (BOS, or EOS for checkpoints without one). Cached per model in this process,
-    so every edit of a session, and every edit of an evaluation, uses the same prefixes."""
-    key = f"{model_identity(model)}|{tuple(lengths)}|{top_k}|{seed}"
-    if key in _TEMPLATE_CACHE:
-        return list(_TEMPLATE_CACHE[key])
-    start = tokenizer.bos_id if tokenizer.bos_id is not None else model.cfg.eos_token_id
-    start_ids = [start] if start is not None else tokenizer.encode("The", add_bos=False)
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    sampling = Sampling(temperature=1.0, top_k=top_k)
-    templates = ["{}"]
-    for n, count in lengths:
-        tokens = torch.tensor([start_ids] * count, device=model.device)  # (count, 1)
-        kv = KVCache.empty(model.cfg.n_layers)
-        step, new = tokens, []
-        for _ in range(n):
-            logits = model(step, kv_cache=kv, logits_at="last")[:, -1]  # (count, V)
-            step = pick_token(logits, sampling, generator)[:, None]
-            new.append(step)
-        for row in torch.cat(new, dim=1).tolist():
-            text = tokenizer.decode(row).replace("{", " ").replace("}", " ")
-            for special in ("<bos>", "<eos>", "<|endoftext|>", "<|im_end|>", "<|im_start|>"):
-                text = text.replace(special, " ")
-            templates.append(text.strip() + ". {}")
-    _TEMPLATE_CACHE[key] = templates
-    return list(templates)
-
-
-# ---- batched prompts ------------------------------------------------------------------------
-
-
-@dataclass
-class PromptBatch:
-    """Prompts as one right-padded batch (attention is causal, so padding after a prompt
-    cannot change it). Rows 0..n_rewrite-1 are "context + prompt + answer[:-1]" and are
-    scored on the answer's tokens; the rows after them are KL prompts."""
-
-    tokens: Tensor  # (B, T)
-    lookup: Tensor  # (B,) index of the subject's last token in each row
-    target_rows: Tensor  # (N,) row of each scored position
-    target_pos: Tensor  # (N,) position whose next token is scored
-    target_ids: Tensor  # (N,) the token it should be
-    n_rewrite: int
-    lengths: list[int] = field(default_factory=list)
-
-
-def build_batch(
-    tokenizer: Tokenizer,
-    contexts: Sequence[str],
-    prompt: str,
-    subject: str,
-    answer: Sequence[int],
-    kl_prompts: Sequence[str] = (),
-    device: torch.device | str = "cpu",
-) -> PromptBatch:
-    """The rewriting rows (one per context template) and KL rows (subject formatted in)."""
-    rows: list[list[int]] = []
-    lookup: list[int] = []
-    t_rows: list[int] = []
-    t_pos: list[int] = []
-    t_ids: list[int] = []
-    for c, template in enumerate(contexts):
-        text = template.format(prompt)
-        ids = tokenizer.encode(text)
-        lookup.append(tokenizer.find_subject_span(text, subject)[1] - 1)
-        for j, a in enumerate(answer):
-            t_rows.append(c)
-            t_pos.append(len(ids) - 1 + j)
-            t_ids.append(a)
-        rows.append(ids + list(answer[:-1]))
-    for template in kl_prompts:
-        text = template.format(subject)
-        rows.append(tokenizer.encode(text))
-        lookup.append(tokenizer.find_subject_span(text, subject)[1] - 1)
-    T = max(len(r) for r in rows)
-    tokens = torch.zeros(len(rows), T, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
-    return PromptBatch(
-        tokens.to(device),
-        torch.tensor(lookup, device=device),
-        torch.tensor(t_rows, device=device),
-        torch.tensor(t_pos, device=device),
-        torch.tensor(t_ids, device=device),
-        len(contexts),
-        [len(r) for r in rows],
-    )
-
-
-@torch.no_grad()
-def keys_at(model: Transformer, batch: PromptBatch, layer: int) -> Tensor:
-    """The key (input of down_proj) at each row's subject's last token, (B, F)."""
-    cache: dict[str, Tensor] = {}
-
-    def record(x: Tensor, site: str) -> None:
-        cache["k"] = x
-
-    positions = torch.arange(batch.tokens.shape[1], device=model.device)
-    with hooks(model, {f"blocks.{layer}.mlp.post": record}):
-        model.run_blocks(model.embed_tokens(batch.tokens), positions, stop=layer + 1)
-    rows = torch.arange(batch.tokens.shape[0], device=model.device)
-    return cache["k"][rows, batch.lookup]
-
-
-# ---- v*: the optimisation -------------------------------------------------------------------
-
-
-class Adam:
-    """torch.optim.Adam's update (betas 0.9, 0.999, eps 1e-8, bias-corrected) for one tensor.
-
-    Written out because importing torch.optim pulls in torch._dynamo (seconds)."""
-
-    def __init__(self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999)):
-        self.param, self.lr, self.betas, self.eps, self.t = param, lr, betas, 1e-8, 0
-        self.m = torch.zeros_like(param)
-        self.v = torch.zeros_like(param)
-
-    @torch.no_grad()
-    def step(self, grad: Tensor) -> None:
-        b1, b2 = self.betas
-        self.t += 1
-        self.m.mul_(b1).add_(grad, alpha=1 - b1)
-        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        m_hat = self.m / (1 - b1**self.t)
-        v_hat = self.v / (1 - b2**self.t)
-        self.param.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
-
-
-@dataclass
-class DeltaResult:
-    """The optimised δ and how the optimisation went."""
-
-    delta: Tensor  # (D,)
-    init_norm: float  # ‖value at the bare prompt's subject token‖ (‖W k‖ or ‖h‖)
-    losses: list[dict[str, float]]  # per step: loss, nll, kl, weight_decay, p_new
-    steps: int
-
-
-@dataclass
-class LayerStart:
-    """What the optimisation loop reuses: everything that δ cannot change.
-
-    δ enters at each row's subject's last token (its "lookup" position), so positions
-    before it are the clean run's at every layer: their keys and values above `layer` are
-    kept, and each step recomputes only the positions from the lookup on. Rows sharing a
-    lookup position form one group (one batched forward per group)."""
-
-    injection: Injection
-    base: Tensor  # (B, T, D) the value δ is added to: down_proj output, or block output
-    resid_mid: Tensor  # (B, T, D) residual entering layer's MLP
-    keys: list[Tensor | None]  # per layer, (B, K, T, dh) clean keys (layers above `layer`)
-    values: list[Tensor | None]
-    groups: list[tuple[Tensor, int]]  # (rows, lookup position)
-
-
-@torch.no_grad()
-def layer_start(
-    model: Transformer, batch: PromptBatch, layer: int, injection: Injection
-) -> LayerStart:
-    """Run the batch once (clean), keeping what `forward_from_layer` reuses."""
-    B, T = batch.tokens.shape
-    positions = torch.arange(T, device=model.device)
-    cache: dict[str, Tensor] = {}
-
-    def record(x: Tensor, site: str) -> None:
-        cache[site.split(".", 2)[2]] = x
-
-    sites = [f"blocks.{layer}.{s}" for s in ("resid_mid", "mlp.post", "resid_post")]
-    kv = KVCache.empty(model.cfg.n_layers)
-    with hooks(model, {s: record for s in sites}):
-        model.run_blocks(model.embed_tokens(batch.tokens), positions, kv_cache=kv)
-    if injection == "mlp_down":
-        base = mlp_of(model, layer).down_proj(cache["mlp.post"])  # before the post-norm
-    else:
-        base = cache["resid_post"]
-    lookups = batch.lookup.tolist()
-    groups = [
-        (torch.tensor([r for r in range(B) if lookups[r] == p], device=model.device), p)
-        for p in sorted(set(lookups))
-    ]
-    return LayerStart(injection, base, cache["resid_mid"], kv.keys, kv.values, groups)
-
-
-def forward_from_layer(
-    model: Transformer, batch: PromptBatch, layer: int, start: LayerStart, delta: Tensor
-) -> Tensor:
-    """The final residual stream (B, T, D) with δ added at every row's subject's last token,
-    recomputing only the positions from that token on, from `layer`'s MLP output (for
-    "mlp_down") or its block output ("resid") upward; positions before it are left zero
-    (they are never scored)."""
-    B, T = batch.tokens.shape
-    out = torch.zeros(B, T, model.cfg.d_model, device=model.device, dtype=start.base.dtype)
-    mlp = mlp_of(model, layer)
-    for rows, p in start.groups:
-        shifted = start.base[rows, p:].clone()  # (R, T - p, D)
-        shifted[:, 0] = shifted[:, 0] + delta.to(shifted.dtype)
-        if start.injection == "mlp_down":
-            y = shifted if mlp.post_norm is None else mlp.post_norm(shifted)
-            h = start.resid_mid[rows, p:] + mlp.out(y)
-        else:
-            h = shifted
-        kv = KVCache.empty(model.cfg.n_layers)
-        for j in range(layer + 1, model.cfg.n_layers):
-            keys, values = start.keys[j], start.values[j]
-            assert keys is not None and values is not None
-            kv.keys[j], kv.values[j] = keys[rows, :, :p], values[rows, :, :p]
-        positions = torch.arange(p, T, device=model.device)
-        out[rows, p:] = model.run_blocks(h, positions, start=layer + 1, kv_cache=kv)
-    return out
-
-
-def row_means(values: Tensor, batch: PromptBatch) -> Tensor:
-    """Mean of per-scored-position values over each rewriting row's positions, (n_rewrite,)."""
-    n = batch.n_rewrite
-    sums = torch.zeros(n, device=values.device, dtype=values.dtype).index_add(
-        0, batch.target_rows, values
-    )
-    return sums / torch.bincount(batch.target_rows, minlength=n).clamp(min=1)
-
-
-def optimise_delta(
-    model: Transformer,
-    batch: PromptBatch,
-    layer: int,
-    injection: Injection,
-    n_steps: int,
-    lr: float,
-    weight_decay: float,
-    clamp_norm_factor: float,
-    kl_factor: float,
-    early_stop_loss: float,
-) -> DeltaResult:
-    """Optimise a vector δ added at every row's subject's last token in `layer` so the
-    rewriting rows predict their targets (ROME's compute_v, MEMIT's compute_z).
-
-    injection "mlp_down": δ is added to the output of down_proj (before Gemma's post-norm);
-    "resid": to the block's output (the residual stream), as MEMIT does. Only the blocks
-    from `layer` up are recomputed per step and only scored positions are unembedded."""
-    B = batch.tokens.shape[0]
-    start = layer_start(model, batch, layer, injection)
-    init = start.base[0, batch.lookup[0]].detach().float()  # the bare prompt's value
-    delta = torch.zeros(model.cfg.d_model, device=model.device, requires_grad=True)
-    opt = Adam(delta, lr)
-    max_norm = clamp_norm_factor * init.norm()
-    kl_init: Tensor | None = None
-    kl_rows = torch.arange(batch.n_rewrite, B, device=model.device)
-    losses: list[dict[str, float]] = []
-    steps = 0
-    for it in range(n_steps):
-        h = forward_from_layer(model, batch, layer, start, delta)  # (B, T, D)
-        scored = h[batch.target_rows, batch.target_pos]  # (N, D)
-        log_p = torch.log_softmax(model.unembed_residual(scored[None])[0].float(), dim=-1)
-        nll_each = -log_p.gather(1, batch.target_ids[:, None])[:, 0]  # (N,)
-        per_row = row_means(nll_each, batch)  # CounterFact's length-normalised NLL per row
-        nll = per_row.mean()
-        kl = torch.zeros((), device=model.device)
-        if len(kl_rows) and kl_factor:
-            kl_h = h[kl_rows, batch.lookup[kl_rows]]  # (K, D) at the subject's last token
-            kl_log = torch.log_softmax(model.unembed_residual(kl_h[None])[0].float(), dim=-1)
-            if kl_init is None:
-                kl_init = kl_log.detach().clone()
-            # KL(current ‖ initial), as ROME's F.kl_div(init, current, log_target=True)
-            kl = kl_factor * F.kl_div(kl_init, kl_log, log_target=True, reduction="batchmean")
-        wd = weight_decay * delta.norm() / init.norm() ** 2
-        loss = nll + kl + wd
-        losses.append(
-            {
-                "loss": loss.item(),
-                "nll": nll.item(),
-                "kl": kl.item(),
-                "weight_decay": wd.item(),
-                "p_new": torch.exp(-per_row.detach()).mean().item(),
-            }
-        )
-        steps = it + 1
-        if loss.item() < early_stop_loss or it == n_steps - 1:
-            break
-        (grad,) = torch.autograd.grad(loss, [delta])
-        opt.step(grad)
-        with torch.no_grad():
-            if delta.norm() > max_norm:
-                delta.mul_(max_norm / delta.norm())
-    return DeltaResult(delta.detach().clone(), float(init.norm()), losses, steps)
 
 
 # ---- the rank-one update --------------------------------------------------------------------
@@ -516,7 +169,7 @@ def compute_rome(
         tok, contexts, request.prompt, request.subject, target, [hparams.kl_prompt], model.device
     )
     k_star = keys_at(model, batch, layer)[: batch.n_rewrite].mean(0)  # (F,)
-    result = optimise_delta(
+    result = cached_delta(
         model, batch, layer, "mlp_down", hparams.v_num_grad_steps, hparams.v_lr,
         hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
         hparams.early_stop_loss,
