@@ -257,6 +257,51 @@ def test_edit_apply_and_undo(page: Any, server: str) -> None:
     assert after["prediction"] == before["prediction"]  # undone: exactly the same numbers
 
 
+def test_edit_retrace_draws_the_library_recall_before_and_after(
+    page: Any, server: str, tiny: Path
+) -> None:
+    """Edit view with "retrace": the lens and trace curves drawn for both answers, before
+    and after, are `edit.measure.recall` of the model before and after the same ROME edit."""
+    from factscope.edit import EditRequest, edit
+    from factscope.edit.measure import recall
+    from factscope.locate.prompts import encode_prompt, predicted_answer
+
+    if "edit" not in httpx.get(server + "/api/info").json()["views"]:
+        pytest.skip("the edit capability has not landed: no Edit view")
+    open_view(page, "edit")
+    page.fill("#edit-form input[name=layer]", "1")
+    page.check("#edit-form input[name=retrace]")
+    page.click("#edit-form button[type=submit]")
+    wait_for_job(
+        page, server, "section[data-view=edit]", "document.querySelector('#edit-trace .main-svg')"
+    )
+    prompt = page.input_value("#edit-form input[name=prompt]")
+    subject = page.input_value("#edit-form input[name=subject]")
+    new = page.input_value("#edit-form input[name=new]")
+    lm = load_model(tiny)
+    old = predicted_answer(
+        lm.model, lm.tokenizer, encode_prompt(lm.model, lm.tokenizer, prompt)
+    ).text
+    want = {"before": recall(lm, prompt, subject, [new, old])}
+    handle = edit(lm, EditRequest(prompt, subject, new.strip(), old.strip()), "rome", 1)
+    want["after"] = recall(lm, prompt, subject, [new, old])
+    handle.undo()
+    for chart, key in (("edit-lens", "lens_p"), ("edit-trace", "mlp_effect")):
+        drawn = page.evaluate(f"document.getElementById('{chart}').data.map(t => [t.name, t.y])")
+        assert len(drawn) == 4  # two answers, before and after
+        for (name, y), (answer, when) in zip(
+            drawn, [(a, w) for a in (new, old) for w in ("before", "after")], strict=True
+        ):
+            assert name.endswith(when)
+            expected = torch.tensor(want[when]["answers"][answer][key])
+            assert torch.allclose(torch.tensor(y), expected, atol=1e-3), (chart, name)
+    lens = want["after"]["answers"][new]["lens_p"]
+    assert lens[-1] > want["before"]["answers"][new]["lens_p"][-1]  # the edit raised p(new)
+    page.click("#edit-undo")
+    page.wait_for_function("() => document.querySelector('#edit-banner').hidden")
+    page.uncheck("#edit-form input[name=retrace]")
+
+
 # ---- load ----------------------------------------------------------------------------------
 
 BAD_REQUESTS: list[tuple[dict[str, Any], int]] = [

@@ -91,7 +91,9 @@ def trace_job(host: ModelHost, request: TraceRequest, context: JobContext) -> di
 
 def edit_job(host: ModelHost, request: EditJobRequest, context: JobContext) -> dict[str, Any]:
     """Apply a rank-one edit to the served model (kept until undone) and measure the prompt,
-    paraphrases and neighbours before and after."""
+    paraphrases and neighbours before and after; with `retrace`, also where each answer is
+    read out (`edit.measure.recall`: the lens and the approximate trace) before and after."""
+    from factscope.edit.measure import recall
     from factscope.locate.prompts import encode_prompt, predicted_answer
     from factscope.story.editing import edit_and_measure, test_prompts
 
@@ -103,11 +105,19 @@ def edit_job(host: ModelHost, request: EditJobRequest, context: JobContext) -> d
             request.prompt, request.subject, request.paraphrases,
             request.neighbours,
         )  # fmt: skip
+        answers = [request.new, old]
+        if request.retrace:
+            context.report(0.1, "tracing the answers before the edit")
+            recall_before = recall(lm, request.prompt, request.subject, answers)
         record, handle = edit_and_measure(
             lm, request.prompt, request.subject, request.new, old,
             layer=request.layer, probes=probes, keep=True,
             progress=lambda message: context.report(0.3, message),
         )  # fmt: skip
+        if request.retrace:
+            context.report(0.8, "tracing the answers after the edit")
+            after = recall(lm, request.prompt, request.subject, answers)
+            record["recall"] = {"before": recall_before, "after": after}
         summary = f"{request.subject}: {old.strip()!r} → {request.new.strip()!r}"
         host.applied({"summary": summary, "layers": record["layers"]}, handle)
     return record

@@ -98,6 +98,7 @@ class EditJobRequest(ModelRequest):
     layer: Layer | None = None
     paraphrases: Prompts = None
     neighbours: Prompts = None
+    retrace: bool = False  # also the lens and approximate trace of both answers, before/after
 
 
 JobRequest = (

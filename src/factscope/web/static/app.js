@@ -87,7 +87,8 @@ function formValues(form) {
   for (const [key, value] of new FormData(form).entries()) {
     if (value === "") continue;
     const input = form.elements[key];
-    values[key] = input && input.type === "number" || input && input.type === "range" ? Number(value) : value;
+    const type = input && input.type;
+    values[key] = type === "number" || type === "range" ? Number(value) : type === "checkbox" ? true : value;
   }
   return values;
 }
@@ -586,6 +587,29 @@ function drawEdit(record) {
     `<p class="sentence">ROME edit of layer ${esc(record.layers.join(", "))}: before → after.</p>` +
     `<table><thead><tr><th>kind</th><th>prompt</th><th>p(${esc(newA)})</th><th>p(${esc(oldA)})</th>` +
     `<th>top token</th></tr></thead><tbody>${rows}</tbody></table>`;
+  drawRecall(record, newA, oldA);
+}
+
+// Where each answer is read out, before and after the edit: the logit lens's p(answer) at
+// the last token after each block, and the approximate trace's MLP effect at the subject.
+function drawRecall(record, newA, oldA) {
+  for (const id of ["edit-lens", "edit-trace"]) Plotly.purge(id);
+  if (!record.recall) return;
+  const charts = [["edit-lens", "lens_p", "logit lens: p(answer) after each block", "p"],
+                  ["edit-trace", "mlp_effect", "approximate trace: MLP effect at the subject", "effect"]];
+  for (const [id, key, title, axis] of charts) {
+    const traces = [];
+    for (const [answer, label, colour] of [[record.new, newA, "#d9480f"], [record.old, oldA, "#24469b"]]) {
+      for (const when of ["before", "after"]) {
+        const values = record.recall[when].answers[answer][key];
+        traces.push({x: values.map((_, i) => i), y: values, mode: "lines+markers",
+                     name: `${label} ${when}`, line: {color: colour, dash: when === "before" ? "dot" : "solid"}});
+      }
+    }
+    Plotly.newPlot(id, traces, {title: {text: title, font: {size: 13}}, height: 300,
+      margin: {l: 50, r: 10, t: 36, b: 40}, xaxis: {title: "layer"}, yaxis: {title: axis}},
+      {displayModeBar: false, responsive: true});
+  }
 }
 
 async function refreshEdits() {
