@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--layer", type=int, default=6)
+    parser.add_argument("--out", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     floors = machine_report("first edit")
     exe = Path(sys.executable).parent / "factscope"
@@ -94,6 +95,16 @@ def main() -> None:
     print(f"corpus: {len(corpus.documents)} documents")
     print("parts: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
           + f"; statistics floor {floor:.1f} s -> {parts['statistics'] / floor:.1f}x")  # fmt: skip
+    if args.out is not None:
+        import json
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "model": args.model, "layer": args.layer, "wall_seconds": wall,
+            "shipped_corpus_used": from_package, "parts_seconds": parts,
+            "statistics_floor_seconds": floor, "load_average": floors.load,
+            "gflops": floors.gflops, "gbps": floors.gbps, "cores": floors.cores,
+        }, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -76,7 +76,16 @@ LambdaOpt = Annotated[
     typer.Option(
         "--mom2-update-weight",
         min=1e-6,
-        help="MEMIT's λ in ΔW = R Kᵀ (λ C + K Kᵀ)⁻¹ (default: the authors' 20,000).",
+        help="MEMIT's λ in ΔW = R Kᵀ (λ C + K Kᵀ)⁻¹ (default: the value measured for the "
+        "model where there is one, docs/edit.md; else the authors' 20,000).",
+    ),
+]
+AuthorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--authors-hparams",
+        help="MEMIT / AlphaEdit with the authors' settings (λ 20,000, null-space threshold "
+        "2e-2) instead of the ones measured for this model.",
     ),
 ]
 TraceOpt = Annotated[
@@ -98,10 +107,12 @@ def _hparams(
     nullspace_energy: float | None = None,
     clamp: float | None = None,
     mom2_update_weight: float | None = None,
+    model: str | None = None,
+    authors: bool = False,
 ) -> Any:
     import dataclasses
 
-    from factscope.edit.memit import MEMITHyperParams
+    from factscope.edit.memit import memit_hparams
     from factscope.edit.rome import ROMEHyperParams
 
     if method == "rome":
@@ -111,15 +122,11 @@ def _hparams(
             layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity
         )
         return rome if clamp is None else dataclasses.replace(rome, clamp_norm_factor=clamp)
-    hp = MEMITHyperParams(
-        layer=layer, corpus=corpus, stats_tokens=tokens, mom2_adjustment=not identity,
-        nullspace_energy=nullspace_energy,
+    return memit_hparams(
+        model, authors=authors, layer=layer, corpus=corpus, stats_tokens=tokens,
+        mom2_adjustment=not identity, nullspace_energy=nullspace_energy,
+        clamp_norm_factor=clamp, mom2_update_weight=mom2_update_weight,
     )  # fmt: skip
-    if clamp is not None:
-        hp = dataclasses.replace(hp, clamp_norm_factor=clamp)
-    if mom2_update_weight is not None:
-        hp = dataclasses.replace(hp, mom2_update_weight=mom2_update_weight)
-    return hp
 
 
 def _default_layer(lm: Any, request: Any, trace: str) -> int:
@@ -159,6 +166,7 @@ def edit_command(
     nullspace_energy: NullEnergyOpt = None,
     clamp: ClampOpt = None,
     mom2_update_weight: LambdaOpt = None,
+    authors_hparams: AuthorsOpt = False,
     trace: TraceOpt = "approx",
     retrace: Annotated[
         bool,
@@ -221,6 +229,8 @@ def edit_command(
         nullspace_energy,
         clamp,
         mom2_update_weight,
+        model=lm.name,
+        authors=authors_hparams,
     )
     with status(f"{method} edit of layer {chosen} (statistics are computed once, then cached) ..."):
         handle = edit(lm, request, method, chosen, hparams=hp, progress=True)
@@ -297,6 +307,7 @@ def edit_eval_command(
     nullspace_energy: NullEnergyOpt = None,
     clamp: ClampOpt = None,
     mom2_update_weight: LambdaOpt = None,
+    authors_hparams: AuthorsOpt = False,
     trace: TraceOpt = "approx",
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
@@ -347,6 +358,8 @@ def edit_eval_command(
         nullspace_energy,
         clamp,
         mom2_update_weight,
+        model=lm.name,
+        authors=authors_hparams,
     )
     layers = [chosen] if method == "rome" else edit_layers(chosen, hp.n_layers)
     stats = (

@@ -91,9 +91,9 @@ def edit(
         )
     if method == "rome":
         return _edit_rome(lm, batch, layer, hparams or ROMEHyperParams(), stats, progress)
-    from factscope.edit.memit import MEMITHyperParams, apply_memit
+    from factscope.edit.memit import apply_memit, memit_hparams
 
-    hp = hparams or MEMITHyperParams()
+    hp = hparams or memit_hparams(lm.name)
     return apply_memit(lm, batch, layer, hp, method=method, stats=stats, progress=progress)
 
 

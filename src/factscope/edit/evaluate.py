@@ -369,9 +369,9 @@ def run_edit_eval(
                 for r, res in zip(chunk, handle.results, strict=False):
                     reports[r.id] = res.to_dict()
             else:
-                from factscope.edit.memit import AlphaEditState, MEMITHyperParams, apply_memit
+                from factscope.edit.memit import AlphaEditState, apply_memit, memit_hparams
 
-                hp = hparams or MEMITHyperParams()
+                hp = hparams or memit_hparams(lm.name)
                 if method == "alphaedit" and state is None and stats is not None:
                     state = AlphaEditState.from_stats(
                         stats, hp.nullspace_threshold, hp.nullspace_energy

@@ -84,6 +84,25 @@ class MEMITHyperParams:
         return dataclasses.asdict(self)
 
 
+# Per model, the settings measured to work there: the best score S on a tuning half of the
+# facts the model knows (scripts/edit_lambda_sweep.py; docs/results/edit-lambda/result.json,
+# checked by tests/test_edit_defaults.py). Every other model gets the authors' settings, as
+# does `--authors-hparams` on the command line.
+TUNED: dict[str, dict[str, Any]] = {
+    "gemma-3-270m": {"mom2_update_weight": 5000.0},
+}
+
+
+def memit_hparams(
+    model: str | None = None, *, authors: bool = False, **changes: Any
+) -> MEMITHyperParams:
+    """MEMIT / AlphaEdit settings for `model`: the authors' defaults, with the model's
+    measured ones (`TUNED`) unless `authors`, then `changes` (those that are not None)."""
+    tuned = {} if authors else TUNED.get(model or "", {})
+    given = {k: v for k, v in changes.items() if v is not None}
+    return dataclasses.replace(MEMITHyperParams(), **{**tuned, **given})
+
+
 def edit_layers(last: int, n_layers: int) -> list[int]:
     """The `n_layers` consecutive layers ending at `last` (clipped at layer 0)."""
     return list(range(max(0, last - n_layers + 1), last + 1))
