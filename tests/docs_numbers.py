@@ -43,6 +43,22 @@ class Claim:
         return self.template.format(**self.values())
 
 
+def num(value: float, digits: int = 2, sign: bool = False) -> str:
+    """`value` at `digits` decimals as the pages print it: thousands separated, a minus
+    sign (−) not a hyphen, and a '+' in front of a positive number when `sign`."""
+    shown = f"{value:{'+' if sign else ''},.{digits}f}"
+    if float(shown.replace(",", "")) == 0:  # -0.003 -> '0.00', not '−0.00'
+        shown = f"{0:.{digits}f}"
+    return shown.replace("-", "−")
+
+
+def num_span(values: Iterable[float], digits: int = 2) -> str:
+    """'low to high' of `values` as `num` prints them: '−0.13 to 0.30' (a dash between two
+    signed numbers would read as a minus)."""
+    seen = list(values)
+    return f"{num(min(seen), digits)} to {num(max(seen), digits)}"
+
+
 def at_most(values: Iterable[float], digits: int = 2) -> str:
     """An upper bound of `values` at `digits` decimals, rounded up: 0.065 -> '0.07'."""
     top = max(values)
