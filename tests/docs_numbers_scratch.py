@@ -39,7 +39,6 @@ BASICS_LINES = [
     "  p(leaf) = ",
     "  p(flower) = ",
     "  sum of probabilities",
-    "prediction:",
     "  step 1 for the weight R -> hidden 1: ",
     "  step    0: ",
     "  step   25: ",
