@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
     """Check every page (no arguments) or the given files, each against the claims of the
     docs page of the same name; print each mismatch; exit 1 if there is any."""
     modules = {m.PAGE: m for m in claim_modules()}
-    pages = [(m, None) for m in modules.values()]
+    pages: list[tuple[Any, Path | None]] = [(m, None) for m in modules.values()]
     if argv:
         unknown = [a for a in argv if Path(a).name not in modules]
         if unknown:
