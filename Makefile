@@ -82,15 +82,14 @@ bench: setup-bench
 	done; \
 	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed"; exit 1; fi
 
-# The docs' numbers from their result files: the scripts under docs/results that print the
-# pages' tables (from committed results; no model runs), then every page's quoted numbers
+# The docs' numbers from their result files: every `<!-- results: python SCRIPT -->` block of
+# the pages re-rendered from its script (from committed results; no model runs), then every page's quoted numbers
 # checked against the files they come from (tests/docs_numbers*.py). Long real-model runs
 # that write those results are the commands each page shows; they are not run here.
-DOC_TABLES := $(sort $(wildcard docs/results/*/table.py))
 docs: setup-dev
-	@for t in $(DOC_TABLES); do echo "== $$t"; $(PY) $$t || exit 1; done
+	$(PY) scripts/render_docs.py
 	$(PY) tests/docs_numbers.py
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -q tests/test_docs_numbers.py
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -q tests/test_docs_numbers.py tests/test_docs_tables.py
 
 # Regenerate the lock from pyproject.toml's ranges (all extras, torch held at the CPU wheel).
 lock: $(VENV)/.torch
