@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from factscope.config import tiny_config
+from factscope.features.formats import save_saelens
+from factscope.features.sae import SAEConfig, SparseDictionary
 from factscope.load import LoadedModel, load_model, save_model
 from factscope.model import Transformer
 from factscope.predict import predict_next
@@ -29,8 +31,8 @@ PROMPT = "Fact Michael Jordan plays the sport of"
 # so the edited subject is at the end (as in the ROME tests).
 SUBJECT, NEW = "the sport of", "plays"
 # relaxed for a random model's small MLP outputs (see tests/test_rome.py), identity C
-HPARAMS = {"mom2_adjustment": False, "v_weight_decay": 1e-3, "v_num_grad_steps": 30,
-           "clamp_norm_factor": 50.0, "context_template_lengths": ((2, 4), (3, 4))}  # fmt: skip
+HPARAMS = {"mom2_adjustment": False, "v_weight_decay": 1e-3, "v_num_grad_steps": 10,
+           "clamp_norm_factor": 50.0, "context_template_lengths": ((2, 2),)}  # fmt: skip
 
 
 def tiny_model_folder(path: Path) -> Path:
@@ -44,6 +46,13 @@ def tiny_model_folder(path: Path) -> Path:
     torch.nn.init.normal_(model.embedding.weight, std=0.3)
     lm = LoadedModel("tiny-llama", model, Tokenizer.from_gguf_metadata(meta), Path("/nonexistent"))
     return save_model(lm, path)
+
+
+def random_sae(model: Path, folder: Path) -> Path:
+    """An untrained TopK SAE on the model's residual stream at layer 1, as a SAELens folder."""
+    torch.manual_seed(0)
+    d_model = load_model(model).cfg.d_model
+    return save_saelens(SparseDictionary(SAEConfig(d_in=d_model, d_sae=64, k=4, layer=1)), folder)
 
 
 def small_dataset(path: Path) -> Path:
@@ -71,7 +80,7 @@ def test_the_quickstart_runs_on_a_tiny_model_and_its_edit_is_undone(
         "MODEL": str(model), "PROMPT": PROMPT, "SUBJECT": SUBJECT, "NEW": NEW,
         "TRACE_SAMPLES": 3, "NEURON_MAX_K": 8, "DATASET": str(small_dataset(tmp_path / "a.jsonl")),
         "PROBE_ON": "all", "PROBE_FOLDS": 2, "EDIT_LAYER": 1, "EDIT_HPARAMS": HPARAMS,
-        "RUN_DIR": str(tmp_path / "runs"),
+        "RUN_DIR": str(tmp_path / "runs"), "SAE": str(random_sae(model, tmp_path / "sae")),
     }  # fmt: skip
     nb = prepared(settings)
     # one more cell reads the notebook's own edit check out of the kernel
@@ -87,7 +96,8 @@ def test_the_quickstart_runs_on_a_tiny_model_and_its_edit_is_undone(
     html = [c for c in code if any("text/html" in o.get("data", {}) for o in c.outputs)]
     assert len(html) >= 8
     assert any("<svg" in o["data"]["text/html"] for c in html for o in c.outputs if "data" in o)
-    assert "no SAE given" in outputs_text(code[-2])  # the features step, skipped without one
+    features = [o for o in code[-2].outputs if "text/html" in o.get("data", {})]
+    assert features and "Latents at each token" in features[0]["data"]["text/html"]
 
     check = json.loads(outputs_text(code[-1]))
     fresh = predict_next(load_model(model), PROMPT, top_k=10)  # the unedited model, reloaded
