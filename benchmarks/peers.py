@@ -588,7 +588,7 @@ def main() -> None:
 
 
 def print_table(rows: list[Row], floors: Floors) -> None:
-    """The summary, as a Markdown table (docs/benchmarks.md and the README take it)."""
+    """The summary, as a Markdown table (docs/benchmarks.md takes it)."""
     print(
         f"\n{time.strftime('%Y-%m-%d')}, {floors.cores} cores, torch {torch.__version__} "
         f"({floors.threads} threads), float32 matmul {floors.gflops:.0f} GFLOP/s, "
