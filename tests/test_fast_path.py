@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from factscope.hooks import hooks, run_with_cache
-from factscope.model import Linear, RotaryTables, rotary_cos_sin
+from factscope.model import Linear
 from factscope.onednn import onednn_available
+from factscope.rotary import RotaryTables, rotary_cos_sin
 from reference_models import random_model
 
 FAMILIES = ["llama", "gemma3"]
@@ -212,7 +213,7 @@ def test_training_mode_linear_gradients_equal_f_linear() -> None:
 
 
 def test_rotary_roll_equals_the_textbook_rotation() -> None:
-    from factscope.model import apply_rotary
+    from factscope.rotary import apply_rotary
 
     cos, sin = rotary_cos_sin(torch.arange(3, 20), 16, 10_000.0)
     for dtype in (torch.float32, torch.bfloat16):
