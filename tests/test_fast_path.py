@@ -192,6 +192,8 @@ def test_gradients_flow_through_linear_layers() -> None:
 def test_training_mode_linear_gradients_equal_f_linear() -> None:
     """model.train(): products and both gradients by oneDNN, equal to F.linear's to rounding;
     Linear.onednn = False gives F.linear's exactly."""
+    if not onednn_available():  # both runs would be F.linear: nothing to compare
+        pytest.skip("no oneDNN linear on this CPU; training runs F.linear only")
     model = random_model("llama").train()
     tokens = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
     grads = []
