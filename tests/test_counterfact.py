@@ -13,9 +13,6 @@ import pytest
 from factscope.cli import main
 from factscope.study.counterfact import is_counterfact, load_counterfact, load_edit_dataset
 from factscope.study.datasets import InvalidDataset
-from reference_models import tiny_hf_model
-from tiny_checkpoints import write_tiny_gguf
-from tokenizer_vocabs import gemma_like_metadata
 
 
 def case(i: int, subject: str, true: str, new: str) -> dict[str, object]:
@@ -81,16 +78,6 @@ def test_a_bad_case_is_named(tmp_path: Path, mutate, reason: str) -> None:  # ty
     mutate(cases[1])
     with pytest.raises(InvalidDataset, match=reason):
         load_counterfact(write(tmp_path / "cf.json", cases))
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cf") / "tiny.gguf"
-    vocab = len(gemma_like_metadata()["tokenizer.ggml.tokens"])
-    hf = tiny_hf_model("gemma3", 3, vocab_size=vocab, layer_types=["sliding_attention"] * 3,
-                       sliding_window=64, query_pre_attn_scalar=256)  # fmt: skip
-    write_tiny_gguf(path, hf, quantize=False)
-    return path
 
 
 def test_edit_eval_on_counterfact_edits_every_case_with_its_own_prompts(

@@ -11,21 +11,8 @@ import torch
 from factscope.cli import main
 from factscope.edit.request import answer_ids
 from factscope.load import load_model
-from reference_models import tiny_hf_model
-from tiny_checkpoints import write_tiny_gguf
-from tokenizer_vocabs import gemma_like_metadata
 
 PROMPT = "Fact Michael Jordan plays the sport of"
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("edit") / "tiny.gguf"
-    vocab = len(gemma_like_metadata()["tokenizer.ggml.tokens"])
-    hf = tiny_hf_model("gemma3", 3, vocab_size=vocab, layer_types=["sliding_attention"] * 3,
-                       sliding_window=64, query_pre_attn_scalar=256)  # fmt: skip
-    write_tiny_gguf(path, hf, quantize=False)
-    return path
 
 
 def test_edit_prints_before_after_saves_and_the_saved_model_reloads(
