@@ -6,11 +6,22 @@ backward, Adam, decoder rows back to unit norm. factscope's step also removes th
 gradient's part along each decoder row, keeps the dead-latent counters and the AuxK loss
 (no latent is dead in a run this short, so AuxK costs nothing here), and checkpoints once
 at the end. Rounds alternate the two so a busy machine slows both alike; the median
-tokens/s of each is printed with the ratio (target >= 1.0x) and the FLOP floor: 12 x d_in x
-d_sae FLOPs a token for the dense products (encoder forward and weight gradient, decoder
-forward, both decoder gradients) at this machine's float32 matmul rate.
+tokens/s of each is printed with the ratio (target >= 1.0x) and two floors of one step
+(N tokens, d = d_in, S = d_sae):
 
-    python benchmarks/sae.py [--steps 20] [--rounds 3]
+    dense (the plain loop's work): 12 N d S FLOPs, encoder forward, its weight and input
+        gradients, decoder forward and both its gradients, all over (N, S) latents;
+    sparse (factscope's work): 2 N d S for the encoder forward that chooses the latents,
+        then 10 N k d for the chosen pre-activations' two gradients, the decoder and its
+        two gradients; plus the bytes of Adam over the 2 d S weights (read p, g, m, v,
+        write p, m, v: 28 bytes a weight) and of the unit-norm projection (~4 passes
+        over W_dec).
+
+Each floor is the larger of its FLOPs at this machine's float32 matmul rate and its bytes
+at its memory rate. On a machine shared with other jobs, `--threads 1` avoids two-thread
+OpenMP regions that wait on a busy core and make timings swing several-fold.
+
+    python benchmarks/sae.py [--steps 20] [--rounds 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -72,7 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     floors = machine_report("sae")
     data = torch.randn(BATCH * (args.steps + 1), D_IN) * 3 + 1
     times: dict[str, list[float]] = {"factscope": [], "plain PyTorch": []}
@@ -81,15 +95,29 @@ def main() -> None:
         times["plain PyTorch"].append(plain_loop(data, args.steps))
     tokens = args.steps * BATCH
     rate = {name: tokens / statistics.median(t) for name, t in times.items()}
-    gflop = 12 * D_IN * D_SAE * tokens / 1e9
-    floor = floors.seconds(gflop=gflop)
+    dense_gflop = 12 * D_IN * D_SAE * tokens / 1e9
+    sparse_gflop = (2 * D_IN * D_SAE + 10 * K * D_IN) * tokens / 1e9
+    step_gbytes = (28 * 2 * D_IN * D_SAE + 4 * 2 * 4 * D_SAE * D_IN) / 1e9
+    gbytes = step_gbytes * args.steps
+    floor = {
+        "plain PyTorch": floors.seconds(gflop=dense_gflop, gbytes=gbytes),
+        "factscope": floors.seconds(gflop=sparse_gflop, gbytes=gbytes),
+    }
     for name, r in rate.items():
-        print(f"{name:>14}: {r:,.0f} tokens/s ({tokens / r / floor:.1f}x the FLOP floor's time)")
+        print(f"{name:>14}: {r:,.0f} tokens/s ({tokens / r / floor[name]:.1f}x its floor's time)")
     ratio = rate["factscope"] / rate["plain PyTorch"]
-    print(f"ratio factscope / plain: {ratio:.2f}x (target >= 1.0x)")
+    threads = torch.get_num_threads()
+    print(f"ratio factscope / plain: {ratio:.2f}x (target >= 1.0x); torch threads {threads}")
     print(
-        f"FLOP floor: 12 x {D_IN} x {D_SAE} x {tokens:,} = {gflop:.0f} GFLOP at "
-        f"{floors.gflops:.0f} GFLOP/s = {floor:.2f} s, {tokens / floor:,.0f} tokens/s"
+        f"dense floor: 12 x {D_IN} x {D_SAE} x {tokens:,} = {dense_gflop:.0f} GFLOP at "
+        f"{floors.gflops:.0f} GFLOP/s = {floor['plain PyTorch']:.2f} s, "
+        f"{tokens / floor['plain PyTorch']:,.0f} tokens/s"
+    )
+    print(
+        f"sparse floor: (2 x {D_IN} x {D_SAE} + 10 x {K} x {D_IN}) x {tokens:,} = "
+        f"{sparse_gflop:.0f} GFLOP, {gbytes:.2f} GB of Adam and projection traffic at "
+        f"{floors.gbps:.1f} GB/s = {floor['factscope']:.2f} s, "
+        f"{tokens / floor['factscope']:,.0f} tokens/s"
     )
 
 

@@ -127,6 +127,36 @@ def test_aux_loss_reaches_dead_latents() -> None:
     assert sae.W_dec.grad[:10].abs().sum() > 0 and sae.W_dec.grad[10:].abs().sum() == 0
 
 
+@pytest.mark.parametrize("transcoder", [False, True])
+def test_sparse_topk_step_equals_the_dense_one(transcoder: bool) -> None:
+    """The k-sparse training path (chosen pre-activations, embedding-bag decoder, sparse
+    gradients) gives the loss terms, fired latents and every gradient of the dense
+    reference that builds (N, d_sae) latents, AuxK included."""
+    d_out = 12 if transcoder else None
+    cfg = SAEConfig(d_in=16, d_sae=64, kind="topk", k=4, d_out=d_out, transcoder=transcoder)
+    sae = SparseDictionary(cfg)
+    gen = torch.Generator().manual_seed(3)
+    sae.init_weights(seed=1, b_dec=torch.randn(cfg.out_dim, generator=gen) * 0.1)
+    x = torch.randn(50, 16, generator=gen)
+    target = torch.randn(50, cfg.out_dim, generator=gen) if transcoder else x
+    dead = torch.rand(64, generator=gen) < 0.5
+    runs = []
+    for sparse in (True, False):
+        sae.zero_grad(set_to_none=True)
+        losses = dictionary_loss(sae, x, target, dead=dead, sparse=sparse)
+        losses.total.backward()
+        grads = {name: p.grad.clone() for name, p in sae.named_parameters() if p.grad is not None}
+        runs.append((losses, grads))
+    (fast, fast_grads), (ref, ref_grads) = runs
+    assert float(ref.aux.detach()) > 0
+    for term in ("mse", "aux", "l0"):
+        torch.testing.assert_close(getattr(fast, term), getattr(ref, term))
+    assert torch.equal(fast.fired, ref.fired)
+    assert fast_grads.keys() == ref_grads.keys() >= {"W_enc", "b_enc", "W_dec", "b_dec"}
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-6)
+
+
 def test_killed_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
     x, _ = planted(n=4096)
     store = MemoryStore({"resid": x}, 1024)

@@ -21,10 +21,12 @@ by a scalar (`in_scale`, `out_scale`: the inputs' mean norm over sqrt(d)), which
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from factscope.errors import FactscopeError
@@ -106,6 +108,87 @@ class _Step(torch.autograd.Function):
         return None, (-(1.0 / eps) * near * grad).sum(0), None
 
 
+def _code_pattern(indices: Tensor, values: Tensor, d_sae: int) -> Tensor:
+    """The sparse code (N, d_sae) as a CSR matrix: row n holds `values[n]` (N, k) at the
+    latents `indices[n]` (N, k, no repeats; a sampled product needs no order)."""
+    n, k = indices.shape
+    crow = torch.arange(0, n * k + 1, k, device=indices.device)
+    with warnings.catch_warnings():  # torch calls its CSR support "beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow, indices.reshape(-1), values.reshape(-1), (n, d_sae), check_invariants=False
+        )
+
+
+def _code_pattern_t(indices: Tensor, values: Tensor, d_sae: int) -> Tensor:
+    """The transposed code (d_sae, N) as a CSR matrix: row i holds the tokens that chose
+    latent i. Built by a stable argsort of int32 ids (torch sorts int64 ids of this small
+    range ~200x slower, and a transposed CSR product sorts them that way)."""
+    n, k = indices.shape
+    flat = indices.reshape(-1)
+    order = flat.to(torch.int32).argsort(stable=True)
+    crow = torch.zeros(d_sae + 1, dtype=torch.int64, device=indices.device)
+    crow[1:] = torch.bincount(flat, minlength=d_sae).cumsum(0)
+    with warnings.catch_warnings():  # torch calls its CSR support "beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow, order // k, values.reshape(-1)[order], (d_sae, n), check_invariants=False
+        )
+
+
+class _ChosenPreActs(torch.autograd.Function):
+    """values[n, j] = (x @ W_enc + b_enc)[n, indices[n, j]], read from the dense `pre`
+    computed once to choose the latents; its backward touches only the k chosen latents
+    of each token (2 x N x k x d_in FLOPs per gradient instead of 2 x N x d_sae x d_in)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, W_enc: Tensor, b_enc: Tensor, pre: Tensor, indices: Tensor
+    ) -> Tensor:
+        ctx.save_for_backward(x, W_enc, indices)
+        return pre.gather(1, indices)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:
+        x, W_enc, indices = ctx.saved_tensors
+        d_sae = W_enc.shape[1]
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # (N, d_in): sum_j grad[n, j] W_enc[:, indices[n, j]]
+            grad_x = F.embedding_bag(
+                indices, W_enc.T.contiguous(), per_sample_weights=grad, mode="sum"
+            )
+        grad_w = (_code_pattern_t(indices, grad, d_sae) @ x).T.contiguous()  # (d_in, d_sae)
+        grad_b = torch.zeros(d_sae, device=grad.device).index_add_(
+            0, indices.reshape(-1), grad.reshape(-1)
+        )
+        return grad_x, grad_w, grad_b, None, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """sum_j values[n, j] W_dec[indices[n, j]]: the decoder on a k-sparse code, as an
+    embedding bag (2 x N x k x d_out FLOPs instead of 2 x N x d_sae x d_out); the
+    backward is a sampled product for the values and a sparse product for W_dec."""
+
+    @staticmethod
+    def forward(ctx: Any, values: Tensor, indices: Tensor, W_dec: Tensor) -> Tensor:
+        ctx.save_for_backward(values, indices, W_dec)
+        return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, Tensor]:
+        values, indices, W_dec = ctx.saved_tensors
+        d_sae = W_dec.shape[0]
+        pattern = _code_pattern(indices, torch.ones_like(values), d_sae)
+        grad_values = torch.sparse.sampled_addmm(pattern, grad, W_dec.T, beta=0.0)
+        grad_w = _code_pattern_t(indices, values, d_sae) @ grad  # (d_sae, d_out)
+        return grad_values.values().view_as(values), None, grad_w
+
+
+def sparse_topk(pre: Tensor, k: int) -> Tensor:
+    """The latents (N, k) of each row's k largest pre-activations."""
+    return pre.topk(k, dim=-1, sorted=False).indices
+
+
 class SparseDictionary(nn.Module):
     """An SAE or a transcoder (see the module docstring)."""
 
@@ -143,12 +226,16 @@ class SparseDictionary(nn.Module):
             if b_dec is not None:
                 self.b_dec.copy_(b_dec)
 
-    def pre_acts(self, x: Tensor) -> Tensor:
-        """(N, d_in) -> (N, d_sae) pre-activations, in the scaled units."""
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """(N, d_in) model units -> what the encoder multiplies, in the scaled units."""
         x = x / self.in_scale
         if self.cfg.apply_b_dec_to_input and not self.cfg.transcoder:
             x = x - self.b_dec
-        return x @ self.W_enc + self.b_enc
+        return x
+
+    def pre_acts(self, x: Tensor) -> Tensor:
+        """(N, d_in) -> (N, d_sae) pre-activations, in the scaled units."""
+        return self.encoder_input(x) @ self.W_enc + self.b_enc
 
     def activate(self, pre: Tensor) -> Tensor:
         """Pre-activations -> sparse latents (N, d_sae)."""
@@ -221,7 +308,7 @@ class Losses:
     mse: Tensor
     sparsity: Tensor
     aux: Tensor
-    l0: float
+    l0: Tensor  # 0-dim: mean active latents per token (a tensor, so a step need not sync)
     fired: Tensor  # bool (d_sae,): the latents active on some token of the batch
 
 
@@ -247,6 +334,8 @@ def dictionary_loss(
     l0_coefficient: float = 1e-3,
     aux_k: int | None = None,
     aux_coefficient: float = 1 / 32,
+    n_dead: int | None = None,
+    sparse: bool = True,
 ) -> Losses:
     """The training objective on a batch: x (N, d_in) the input, target (N, d_out) what
     to reconstruct (x itself for an SAE), both in the model's units.
@@ -256,8 +345,14 @@ def dictionary_loss(
     the k_aux largest pre-activations of the dead latents (`dead`, bool (d_sae,)) reconstruct
     the residual error, so dead latents get a gradient. jumprelu adds l0_coefficient x L0;
     relu adds l1_coefficient x sum(latent x ||W_dec row||).
+
+    topk trains on the k-sparse code itself (`sparse`, see `_topk_loss`); `sparse=False`
+    computes the same loss through dense (N, d_sae) latents, the reference it is tested
+    against. `n_dead` is dead.sum() when the caller already knows it.
     """
     kind = sae.cfg.kind
+    if kind == "topk" and sparse:
+        return _topk_loss(sae, x, target, dead, aux_k, aux_coefficient, n_dead)
     pre = sae.pre_acts(x)
     latents = sae.activate(pre)
     t = target / sae.out_scale
@@ -285,5 +380,45 @@ def dictionary_loss(
         aux_recon = aux_latents @ sae.W_dec
         aux = aux_coefficient * (err.detach() - aux_recon).pow(2).sum(1).mean() / variance
     active = latents.detach() > 0
-    l0 = float(active.sum(1).float().mean())
+    l0 = active.sum(1).float().mean()
     return Losses(mse + sparsity + aux, mse, sparsity, aux, l0, active.any(0))
+
+
+def _topk_loss(
+    sae: SparseDictionary,
+    x: Tensor,
+    target: Tensor,
+    dead: Tensor | None,
+    aux_k: int | None,
+    aux_coefficient: float,
+    n_dead: int | None,
+) -> Losses:
+    """`dictionary_loss` for topk without any (N, d_sae) latents: the encoder's dense
+    product runs once, without a graph, to choose each token's k latents; the chosen
+    pre-activations, the decoder and every gradient then cost N x k x d, not N x d_sae x d
+    (`_ChosenPreActs`, `_SparseDecode`). AuxK chooses among the dead latents the same way."""
+    x_in = sae.encoder_input(x)  # (N, d_in)
+    with torch.no_grad():
+        pre = x_in @ sae.W_enc + sae.b_enc  # (N, d_sae), only to choose
+    indices = sparse_topk(pre, sae.cfg.k)  # (N, k)
+    values = _ChosenPreActs.apply(x_in, sae.W_enc, sae.b_enc, pre, indices).relu()
+    t = target / sae.out_scale
+    recon = _SparseDecode.apply(values, indices, sae.W_dec) + sae.b_dec  # (N, d_out)
+    variance = (t - t.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
+    err = t - recon
+    mse = err.pow(2).sum(1).mean() / variance
+    zero = torch.zeros((), device=x.device)
+    aux = zero
+    if dead is not None:
+        n_dead = int(dead.sum()) if n_dead is None else n_dead
+        if n_dead > 0:
+            k_aux = min(aux_k or sae.cfg.out_dim // 2, n_dead)
+            aux_indices = sparse_topk(pre.masked_fill(~dead, float("-inf")), k_aux)
+            aux_values = _ChosenPreActs.apply(x_in, sae.W_enc, sae.b_enc, pre, aux_indices).relu()
+            aux_recon = _SparseDecode.apply(aux_values, aux_indices, sae.W_dec)
+            aux = aux_coefficient * (err.detach() - aux_recon).pow(2).sum(1).mean() / variance
+    active = values.detach() > 0
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=x.device)
+    fired[indices[active]] = True
+    l0 = active.sum(1).float().mean()
+    return Losses(mse + aux, mse, zero, aux, l0, fired)
