@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from machine import machine_report  # noqa: E402
+from machine import machine_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = " ".join(f"w{i}" for i in (791, 6864, 315, 9822, 374, 1855, 11, 902, 374))
@@ -285,7 +285,8 @@ def main() -> None:
             )
             a = agreement[dtype]
             print(
-                f"  next-token logits at {dtype}: top-1 {'equal' if a['top1_equal'] else 'DIFFERENT'}, "
+                f"  next-token logits at {dtype}: top-1 "
+                f"{'equal' if a['top1_equal'] else 'DIFFERENT'}, "
                 f"top-10 overlap {a['top10_overlap']}/10, max |diff| / max |logit| "
                 f"{a['max_rel_error']:.1e}"
             )
