@@ -13,7 +13,8 @@ neighbours). The choice is the setting with the highest S on the tuning half (ti
 higher NS). Each run also
 records the edit's reach per layer (edit/memit.py). Every fact's z is optimised once and read
 from the disk cache by the other runs (edit/target.py). The result is written after every run
-to OUT_DIR/result.json (default docs/results/edit-lambda).
+to OUT_DIR/result.json (default docs/results/edit-lambda); a killed sweep started again keeps
+the runs already there (same split and layer) and makes only the others.
 """
 
 from __future__ import annotations
@@ -110,11 +111,18 @@ def main(argv: list[str]) -> int:
         "tune": {}, "held": {}, "chosen": {},
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
+    saved = out / "result.json"
+    earlier = json.loads(saved.read_text()) if saved.exists() else {}
+    if earlier.get("split") == result["split"] and earlier.get("layer") == layer:
+        for half in ("tune", "held"):  # resume: runs already made are kept, not repeated
+            result[half] = {k: v for k, v in earlier[half].items() if k in settings}
 
     def save() -> None:
         (out / "result.json").write_text(json.dumps(result, indent=1))
 
     for name, (method, hp) in settings.items():
+        if name in result["tune"]:
+            continue
         row = run_batch(lm, halves["tune"], layer, hp, method)
         result["tune"][name] = row
         seconds = row["seconds"]
@@ -126,6 +134,8 @@ def main(argv: list[str]) -> int:
         best = max(tried, key=lambda k: (tried[k]["S"], tried[k]["NS"]))  # ties: the kinder
         result["chosen"][method] = best
         for name in dict.fromkeys([best, result["authors"][method]]):
+            if name in result["held"]:
+                continue
             row = run_batch(lm, halves["held"], layer, settings[name][1], method)
             result["held"][name] = row
             print(f"held  {name}: ES {row['ES']:.1f} PS {row['PS']:.1f} NS {row['NS']:.1f} "

@@ -9,8 +9,9 @@ from pathlib import Path
 result = json.loads((Path(__file__).parent / "result.json").read_text())
 authors, chosen = set(result["authors"].values()), set(result["chosen"].values())
 sizes = {half: len(ids) for half, ids in result["split"].items()}
+layers = next(iter(result["tune"].values()))["layers"]
 print(f"{result['model']}, {result['dataset']} known facts: tuning half {sizes['tune']}, "
-      f"held-out half {sizes['held']}; layers {next(iter(result['tune'].values()))['layers']}")  # fmt: skip
+      f"held-out half {sizes['held']}; layers {layers}")  # fmt: skip
 print()
 print("| half | setting | | ES | PS | NS | S | reached per layer | null dims per layer |")
 print("|---|---|---|---|---|---|---|---|---|")

@@ -89,7 +89,7 @@ class MEMITHyperParams:
 # checked by tests/test_edit_defaults.py). Every other model gets the authors' settings, as
 # does `--authors-hparams` on the command line.
 TUNED: dict[str, dict[str, Any]] = {
-    "gemma-3-270m": {"mom2_update_weight": 5000.0},
+    "gemma-3-270m": {"mom2_update_weight": 5000.0, "nullspace_energy": 0.05},
 }
 
 
