@@ -4,6 +4,8 @@ Usage: python scripts/edit_landmarks.py [OUT_DIR] [--identity-stats] [--layer L]
            [--runs memit,alphaedit,alphaedit-energy,memit-first-inversion,memit@2000,...]
 
 memit@LAMBDA is MEMIT with `mom2_update_weight` LAMBDA (the authors' 20,000 is the default).
+memit-tuned and alphaedit-tuned use gemma-3-270m's measured defaults (`memit_hparams`, from
+the λ sweep of scripts/edit_lambda_sweep.py), which `factscope edit` and `edit-eval` use.
 
 alphaedit uses the authors' absolute null-space threshold 2e-2; alphaedit-energy the null space
 holding 2% of tr C (`--nullspace-energy 0.02`); memit-first-inversion is MEMIT with the
@@ -14,7 +16,8 @@ For each landmark the model names its city top-1 (the facts it knows), the batch
 one to another known landmark's city. ES: p(new) > p(old) on the prompt; PS: on the
 paraphrases; both in percent, as CounterFact. The result also holds, per layer, the edit's
 ‖R‖ (z_error), ρ and the share of each wanted output change reached (edit/memit.py), and it
-is written to OUT_DIR/result.json (default docs/results/edit-landmarks).
+is written to OUT_DIR/result.json (default docs/results/edit-landmarks); runs already there
+(same facts, layer and statistics) are kept unless named again.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def first_inversion(model, layer, y, o, r):  # type: ignore[no-untyped-def]
 def main(argv: list[str]) -> int:
     from factscope.edit import EditRequest
     from factscope.edit.evaluate import answer_probabilities
-    from factscope.edit.memit import MEMITHyperParams, apply_memit
+    from factscope.edit.memit import MEMITHyperParams, apply_memit, memit_hparams
     from factscope.load import load_model
     from factscope.predict import predict_next
 
@@ -81,6 +84,10 @@ def main(argv: list[str]) -> int:
     ]
     result: dict[str, object] = {"model": lm.name, "layer": layer, "identity_stats": identity,
                                  "known": [s for s, _ in known], "methods": {}}  # fmt: skip
+    saved = out / "result.json"
+    earlier = json.loads(saved.read_text()) if saved.exists() else {}
+    if all(earlier.get(k) == result[k] for k in ("model", "layer", "identity_stats", "known")):
+        result["methods"] = earlier["methods"]  # kept; the runs named below are made again
     import factscope.edit.memit as memit_module
 
     runs = argv[argv.index("--runs") + 1].split(",") if "--runs" in argv else ["memit", "alphaedit"]
@@ -93,6 +100,8 @@ def main(argv: list[str]) -> int:
             mom2_adjustment=not identity,
             nullspace_energy=0.02 if run == "alphaedit-energy" else None,
         )
+        if run.endswith("-tuned"):
+            hp = memit_hparams(lm.name, mom2_adjustment=not identity)
         if "@" in run:
             hp = dataclasses.replace(hp, mom2_update_weight=float(run.split("@")[1]))
         memit_module._down_proj_targets = (
