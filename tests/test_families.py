@@ -334,6 +334,34 @@ def test_a_bfloat16_checkpoint_loads_as_bfloat16_unchanged(family: str, tmp_path
         assert relative_error(lm.model(tokens).float(), ref) < 3e-2  # bf16 rounding
 
 
+@pytest.mark.parametrize(
+    ("family", "stored", "loaded"),
+    [("qwen2", torch.bfloat16, torch.float32), ("gemma2", torch.float16, torch.bfloat16)],
+)
+def test_a_checkpoint_converted_on_load_equals_its_weights_converted(
+    family: str,
+    stored: torch.dtype,
+    loaded: torch.dtype,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read in another dtype than stored, each tensor is filled chunk by chunk from plain
+    file reads (weights/shards.py, so the source pages are never held): a chunk of a few
+    hundred bytes (tensors span many, with a remainder) gives exactly the weights of the
+    same checkpoint converted in memory."""
+    from factscope.weights import shards
+
+    monkeypatch.setattr(shards, "CHUNK_BYTES", 300)
+    hf = tiny_family_model(family, seed=6).to(stored)
+    write_tiny_hf_folder(tmp_path / "model", hf)
+    lm = load_model(tmp_path / "model", dtype=loaded)
+    want = ours_from_hf(hf.float()).to(loaded).state_dict()
+    got = lm.model.state_dict()
+    assert set(got) == set(want)
+    for name, tensor in got.items():
+        assert tensor.dtype == loaded and torch.equal(tensor, want[name]), name
+
+
 def test_the_forward_pass_never_reads_the_family_name(checkpoint) -> None:  # type: ignore[no-untyped-def]
     _, lm = checkpoint
     unnamed = dataclasses.replace(lm.cfg, family="unnamed")
