@@ -1,7 +1,7 @@
 """A 1B-class checkpoint (Llama 3.2 1B's config, random weights): load time, peak memory and
 next-token latency, factscope vs transformers on the same folder, with this machine's floors.
 
-    python benchmarks/load_1b.py [--repeats 5] [--dtypes float32,bfloat16] [--out DIR]
+    python benchmarks/load_1b.py [--repeats 3] [--dtypes float32,bfloat16] [--out DIR]
                                  [--force] [--keep FOLDER] [--layers N]
 
 (`--layers 1` tries the script in a minute; its result is no 1B number.)
@@ -238,7 +238,7 @@ def compare(ours: Path, theirs: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "load-1b")
     parser.add_argument("--force", action="store_true")

@@ -6,11 +6,12 @@ tensor's dtype, shape and byte range, then the raw bytes. Two ways to read a ten
 - stored in the dtype asked for (or a vector: norms and biases, left to the converter):
   a view of the memory-mapped file (safetensors' own `get_tensor`), no copy; its pages
   are read from disk when first used;
-- stored in another dtype (a bfloat16 checkpoint loaded as float32): the converted tensor is
-  allocated once and filled from the file in chunks of `CHUNK_BYTES` with plain reads, so
-  the source bytes pass through one small buffer. Converting from a memory map instead keeps
-  every source page mapped into the process until the shard is closed: with a bfloat16
-  checkpoint read as float32 that is half a copy more at the peak (1.5x the float32 weights).
+- stored in another dtype (a bfloat16 checkpoint loaded as float32): converted from a
+  private memory map of the file, whose pages for that tensor are then released
+  (`madvise(MADV_DONTNEED)`). Converting through safetensors' map instead keeps every
+  source page mapped into the process until the shard is closed: with a bfloat16
+  checkpoint read as float32 that is half a copy more at the peak (1.5x the float32
+  weights); plain chunked reads cost the same memory but a copy more time.
 
 Peak memory is then about one copy of the weights in the chosen dtype.
 """
@@ -18,6 +19,8 @@ Peak memory is then about one copy of the weights in the chosen dtype.
 from __future__ import annotations
 
 import json
+import math
+import mmap
 import struct
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,6 @@ from torch import Tensor
 
 from factscope.errors import UnsupportedModelError
 
-CHUNK_BYTES = 16 << 20  # source bytes per read while converting
 _DTYPES = {
     "F64": torch.float64,
     "F32": torch.float32,
@@ -50,10 +52,11 @@ class ShardReader:
         self._where = where  # tensor name -> the file holding it
         self._headers: dict[Path, tuple[int, dict[str, Any]]] = {}
         self._mapped: dict[Path, Any] = {}  # file -> safe_open handle, for same-dtype views
+        self._private: dict[Path, mmap.mmap] = {}  # file -> map read for conversions
 
     def read(self, name: str, dtype: torch.dtype) -> Tensor:
         """Tensor `name` in `dtype`: a memory-mapped view when stored so (vectors as
-        stored), else converted chunk by chunk from plain file reads."""
+        stored), else converted from the mapped bytes, which are then released."""
         file = self._where[name]
         data_start, header = self._header(file)
         info = header[name]
@@ -70,24 +73,35 @@ class ShardReader:
                 self._mapped[file] = safe_open(str(file), framework="pt")
             return self._mapped[file].get_tensor(name)
         begin, end = info["data_offsets"]
-        out = torch.empty(info["shape"], dtype=dtype)
-        flat = out.view(-1)  # (numel,)
-        itemsize = stored.itemsize
-        if end - begin != flat.numel() * itemsize:
+        numel = math.prod(info["shape"])
+        if end - begin != numel * stored.itemsize:
             raise UnsupportedModelError(
                 f"{file.name}: tensor {name!r} holds {end - begin} bytes, not the "
-                f"{flat.numel() * itemsize} its shape {info['shape']} needs; the file is damaged"
+                f"{numel * stored.itemsize} its shape {info['shape']} needs; the file is damaged"
             )
-        per_chunk = max(1, CHUNK_BYTES // itemsize)
-        buffer = bytearray(min(per_chunk * itemsize, end - begin))
-        with open(file, "rb", buffering=0) as f:
-            f.seek(data_start + begin)
-            for first in range(0, flat.numel(), per_chunk):
-                count = min(per_chunk, flat.numel() - first)
-                chunk = memoryview(buffer)[: count * itemsize]
-                _read_exactly(f, chunk, file)
-                flat[first : first + count] = torch.frombuffer(chunk, dtype=stored)
-        return out
+        if numel == 0:
+            return torch.empty(info["shape"], dtype=dtype)
+        source = torch.frombuffer(
+            self._private_map(file), dtype=stored, count=numel, offset=data_start + begin
+        ).view(info["shape"])
+        converted = source.to(dtype)
+        del source
+        self._drop_pages(file, data_start + begin, data_start + end)
+        return converted
+
+    def _private_map(self, file: Path) -> mmap.mmap:
+        """A copy-on-write map of `file` (writable as torch.frombuffer wants; never written)."""
+        if file not in self._private:
+            with open(file, "rb") as f:
+                self._private[file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        return self._private[file]
+
+    def _drop_pages(self, file: Path, start: int, end: int) -> None:
+        """Release the mapped pages of bytes [start, end) from this process (the data stays
+        in the page cache; a later read maps it again)."""
+        if hasattr(mmap, "MADV_DONTNEED"):  # Linux and macOS; elsewhere the pages stay
+            first = start // mmap.PAGESIZE * mmap.PAGESIZE
+            self._private[file].madvise(mmap.MADV_DONTNEED, first, end - first)
 
     def _header(self, file: Path) -> tuple[int, dict[str, Any]]:
         """(where the data starts, the JSON header) of one file, read once."""
@@ -97,12 +111,3 @@ class ShardReader:
                 header = json.loads(f.read(length))
             self._headers[file] = (8 + length, header)
         return self._headers[file]
-
-
-def _read_exactly(f: Any, into: memoryview, file: Path) -> None:
-    done = 0
-    while done < len(into):
-        got = f.readinto(into[done:])
-        if not got:
-            raise UnsupportedModelError(f"{file.name} ends early; the file is truncated")
-        done += got
