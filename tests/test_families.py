@@ -367,3 +367,25 @@ def test_the_forward_pass_never_reads_the_family_name(checkpoint) -> None:  # ty
     tokens = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         assert torch.equal(renamed(tokens), lm.model(tokens))
+
+
+def test_factscope_models_and_the_docs_list_every_family(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`factscope models --json` names every family the converter reads (GGUF where it
+    reads llama.cpp's files of it), and docs/models.md's table has a row for each."""
+    import json
+
+    from factscope.cli import main
+    from factscope.weights.convert import HF_FAMILIES, SUPPORTED_ARCHITECTURES
+
+    assert main(["models", "--json"]) == 0
+    listed = {row["family"]: row for row in json.loads(capsys.readouterr().out)["families"]}
+    assert set(listed) == set(HF_FAMILIES)
+    assert {f for f, row in listed.items() if row["gguf"]} == set(SUPPORTED_ARCHITECTURES)
+    page = (Path(__file__).parents[1] / "docs" / "models.md").read_text(encoding="utf-8")
+    for row in listed.values():
+        cell = ", ".join(f"`{t}`" for t in row["model_types"])
+        assert f"| {row['title']} | {cell} |" in page, row["title"]
+    for family in ("llama3", "mistral", "qwen2", "qwen3", "gemma2", "gpt2", "gpt_neox"):
+        assert family in FAMILY_NAMES  # each has a tiny model every capability runs on
