@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -271,24 +272,38 @@ def test_parameter_count_is_exact(checkpoint) -> None:  # type: ignore[no-untype
     assert count_params(lm.cfg).total == sum(p.numel() for p in lm.model.parameters())
 
 
-GGUF_FAMILIES = ["llama3", "qwen2", "qwen3", "phi3", "gemma2", "gpt2"]
+# (family, config overrides, writer options): llama.cpp's Gemma 2 scales attention by
+# 1/sqrt(head_dim), as its 2B and 9B do; Phi-3 with a partial rotary (Phi-4-mini's layout);
+# GPT-2 as today's converter writes it (tied) and as older ones did (output.weight a copy)
+GGUF_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("llama3", {}, {}),
+    ("qwen2", {}, {}),
+    ("qwen3", {}, {}),
+    ("phi3", {}, {}),
+    ("phi3", {"partial_rotary_factor": 0.5}, {}),
+    ("gemma2", {"query_pre_attn_scalar": 8}, {}),
+    ("gpt2", {}, {}),
+    ("gpt2", {}, {"gpt2_output_copy": True}),
+]
 
 
-@pytest.mark.parametrize("family", GGUF_FAMILIES)
-def test_gguf_file_of_the_family_matches_transformers(family: str, tmp_path: Path) -> None:
-    """The family's GGUF file, written with the gguf package's GGUFWriter from the same
-    weights under llama.cpp's names (Q/K permuted for llama, phi3's fused qkv and gate_up,
-    GPT-2's fused qkv and its unembedding copy, Gemma 2's soft caps, Llama 3's scaling as
-    rope_freqs), gives transformers' logits."""
+@pytest.mark.parametrize(("family", "overrides", "options"), GGUF_CASES)
+def test_gguf_file_of_the_family_matches_transformers(
+    family: str, overrides: dict[str, Any], options: dict[str, Any], tmp_path: Path
+) -> None:
+    """The family's GGUF file, written from the transformers model as llama.cpp's
+    convert_hf_to_gguf.py writes it (tests/tiny_checkpoints.py: gguf's own tensor-name map,
+    Q/K permuted for llama, Gemma norms as 1 + w, GPT-2's Conv1D transposed, phi3's fused
+    qkv and gate_up, Llama 3's scaling as rope_freqs, each family's metadata keys; none of
+    factscope's conversion code), gives transformers' logits."""
     vocab = len(byte_level_metadata()["tokenizer.ggml.tokens"])
-    # llama.cpp's Gemma 2 scales attention by 1/sqrt(head_dim), as its 2B and 9B do
-    scalar = {"query_pre_attn_scalar": 8} if family == "gemma2" else {}
-    hf = tiny_family_model(family, seed=2, vocab_size=vocab, **scalar)
+    hf = tiny_family_model(family, seed=2, vocab_size=vocab, **overrides)
     path = tmp_path / f"{family}.gguf"
-    write_tiny_gguf(path, hf, quantize=False)
+    write_tiny_gguf(path, hf, quantize=False, **options)
     lm = load_model(path, use_cache=False)
     assert lm.cfg.family == hf.config.model_type
     assert lm.cfg.rope_freq_factors is not None or family != "llama3"
+    assert lm.cfg.rotary_dims == ours_from_hf(hf).cfg.rotary_dims
     for batch, length in PROMPTS:
         tokens = torch.randint(
             0, vocab, (batch, length), generator=torch.Generator().manual_seed(4)
@@ -319,6 +334,27 @@ def test_a_bfloat16_checkpoint_loads_as_bfloat16_unchanged(family: str, tmp_path
         assert relative_error(lm.model(tokens).float(), ref) < 3e-2  # bf16 rounding
 
 
+@pytest.mark.parametrize(
+    ("family", "stored", "loaded"),
+    [("qwen2", torch.bfloat16, torch.float32), ("gemma2", torch.float16, torch.bfloat16)],
+)
+def test_a_checkpoint_converted_on_load_equals_its_weights_converted(
+    family: str, stored: torch.dtype, loaded: torch.dtype, tmp_path: Path
+) -> None:
+    """Read in another dtype than stored, each matrix is converted from a private map of
+    its shard whose pages are then released (weights/shards.py), vectors by the converter
+    (a Gemma norm's 1 added before the one rounding): exactly the weights of the same
+    checkpoint converted in memory."""
+    hf = tiny_family_model(family, seed=6).to(stored)
+    write_tiny_hf_folder(tmp_path / "model", hf)
+    lm = load_model(tmp_path / "model", dtype=loaded)
+    want = ours_from_hf(hf.float()).to(loaded).state_dict()
+    got = lm.model.state_dict()
+    assert set(got) == set(want)
+    for name, tensor in got.items():
+        assert tensor.dtype == loaded and torch.equal(tensor, want[name]), name
+
+
 def test_the_forward_pass_never_reads_the_family_name(checkpoint) -> None:  # type: ignore[no-untyped-def]
     _, lm = checkpoint
     unnamed = dataclasses.replace(lm.cfg, family="unnamed")
@@ -331,3 +367,25 @@ def test_the_forward_pass_never_reads_the_family_name(checkpoint) -> None:  # ty
     tokens = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         assert torch.equal(renamed(tokens), lm.model(tokens))
+
+
+def test_factscope_models_and_the_docs_list_every_family(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`factscope models --json` names every family the converter reads (GGUF where it
+    reads llama.cpp's files of it), and docs/models.md's table has a row for each."""
+    import json
+
+    from factscope.cli import main
+    from factscope.weights.convert import HF_FAMILIES, SUPPORTED_ARCHITECTURES
+
+    assert main(["models", "--json"]) == 0
+    listed = {row["family"]: row for row in json.loads(capsys.readouterr().out)["families"]}
+    assert set(listed) == set(HF_FAMILIES)
+    assert {f for f, row in listed.items() if row["gguf"]} == set(SUPPORTED_ARCHITECTURES)
+    page = (Path(__file__).parents[1] / "docs" / "models.md").read_text(encoding="utf-8")
+    for row in listed.values():
+        cell = ", ".join(f"`{t}`" for t in row["model_types"])
+        assert f"| {row['title']} | {cell} |" in page, row["title"]
+    for family in ("llama3", "mistral", "qwen2", "qwen3", "gemma2", "gpt2", "gpt_neox"):
+        assert family in FAMILY_NAMES  # each has a tiny model every capability runs on

@@ -37,6 +37,7 @@ from factscope.weights.convert import (
 )
 from factscope.weights.gguf import read_gguf
 from factscope.weights.native import load_native, read_native_meta, save_native
+from factscope.weights.shards import ShardReader
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -208,15 +209,16 @@ def _wait_for_cache_write(entry: Path) -> None:
 def _load_hf_folder(
     folder: Path, dtype: torch.dtype = torch.float32
 ) -> tuple[ModelConfig, dict[str, Tensor], Tokenizer, dict[str, float]]:
-    """Read a Hugging Face folder, converting each tensor straight to `dtype` as it is read
-    from its memory-mapped shard: peak memory is about one copy of the weights in `dtype`."""
+    """Read a Hugging Face folder one tensor at a time, each straight into `dtype`
+    (weights/shards.py: a memory-mapped view when stored in `dtype`, else converted from
+    plain reads): peak memory is about one copy of the weights in `dtype`."""
     t0 = time.perf_counter()
     cfg = config_from_hf(_read_config_json(folder))
     where = _tensor_files(folder)  # name -> shard
-    opened = {file: safe_open(str(file), framework="pt") for file in set(where.values())}
+    shards = ShardReader(where)
 
-    def load(name: str) -> Tensor:  # one tensor at a time, read from its memory-mapped shard
-        return opened[where[name]].get_tensor(name)
+    def load(name: str) -> Tensor:
+        return shards.read(name, dtype)
 
     state, unused = convert_hf_tensors(cfg, load, set(where), dtype)
     if unused:

@@ -14,6 +14,21 @@ forward pass never branches on where the weights came from or which family they 
   reversed for GGUF Llama checkpoints.
 - Gemma's RMSNorm multiplies by `1 + w`. llama.cpp already stores `1 + w`; Hugging Face
   stores `w`, so 1 is added to Gemma norm weights from safetensors.
+
+The GGUF side follows what llama.cpp's `convert_hf_to_gguf.py` writes (its model classes,
+read for this; tests/tiny_checkpoints.py writes test files the same way, independently of
+this module): tensor names from gguf-py's `TensorNameMap`; `LlamaModel.permute` reorders
+the q and k rows of `llama` files (only those: qwen2, qwen3, phi3, gemma and gpt2 files
+keep Hugging Face's row order); `LlamaModel.generate_extra_tensors` stores Llama 3's
+scaling as `rope_freqs` and writes no scaling type (`linear` scaling is written as
+`rope.scaling.type` and `rope.scaling.factor`); `Gemma2Model` / `Gemma3Model.modify_tensors`
+add 1 to every `*norm.weight`, and `Gemma2Model.set_gguf_parameters` writes the two soft
+caps and the window but no RoPE base (10,000 is meant); `Phi3MiniModel` keeps `qkv_proj`
+and `gate_up_proj` fused as `attn_qkv` and `ffn_up` (gate rows first, the half llama.cpp's
+SwiGLU activates), writes the window as 0 when there is none and the rotated dims as
+`rope.dimension_count`; `GPT2Model.modify_tensors` transposes the Conv1D matrices to
+(out, in), and today's converter leaves the tied unembedding out (older ones wrote a copy,
+`output.weight`); GPT-2's MLP width is written as 4 x d_model.
 """
 
 from __future__ import annotations
@@ -132,7 +147,8 @@ GGUF_FUSED: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "phi3": {
         "blk.{i}.attn_qkv.weight": tuple(f"blocks.{{i}}.attn.{p}_proj.weight" for p in "qkv"),
-        # Phi-3's gate_up_proj, gate rows first, under llama.cpp's ffn_up
+        # Phi-3's gate_up_proj kept fused under ffn_up (Phi3MiniModel maps it whole);
+        # llama.cpp's SwiGLU activates the first half, so the gate rows come first
         "blk.{i}.ffn_up.weight": tuple(f"blocks.{{i}}.mlp.{p}_proj.weight" for p in ("gate", "up")),
     },
 }
@@ -180,6 +196,9 @@ def config_from_gguf(
         bos_token_id=_optional_int(metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token_id=_optional_int(metadata.get("tokenizer.ggml.eos_token_id")),
     )
+    rope_dims = metadata.get(f"{arch}.rope.dimension_count")
+    if rope_dims is not None and int(rope_dims) != d_head:  # Phi-4-mini rotates 3/4 of a head
+        common["rotary_dim"] = int(rope_dims)
     scaling_type = metadata.get(f"{arch}.rope.scaling.type", "none")
     if scaling_type == "linear":
         common["rope_scaling"] = float(get("rope.scaling.factor"))
