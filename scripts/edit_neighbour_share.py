@@ -7,7 +7,10 @@ A MEMIT / AlphaEdit batch adds ΔW_l to each edit layer's down_proj; a prompt wh
 down_proj input at its subject's last token) is k then has its MLP output moved by ΔW_l k
 before the post-MLP norm. For every edited fact i, with k_i its own bare-prompt key, the share
 another subject receives at layer l is ‖ΔW_l k‖ / ‖ΔW_l k_i‖ — 1 means "moved as much as the
-edited subject itself". Three kinds of other subject, none of them edited in the run:
+edited subject itself". A batch moves many keys at once, in many directions, so the script also
+records the part of that change along the edited subject's own, (ΔW_l k · ΔW_l k_i) / ‖ΔW_l k_i‖²
+("along"): 1 means the other subject is pushed to the same new answer as hard as the edited
+one. Three kinds of other subject, none of them edited in the run:
 
 - neighbours: the fact's own neighbour prompts in the run (known athletes of the same sport);
 - other sport: the known athletes of another sport that the run left unedited;
@@ -87,22 +90,37 @@ def main(argv: list[str]) -> int:
             with torch.no_grad():
                 keys = {r.id: key(r.prompt, r.subject, layer) for r in known}
                 landmark_keys = [key(PROMPT.format(s), s, layer) for s, _ in LANDMARKS]
-            moved = {i: float((delta @ k).norm()) for i, k in keys.items()}
-            landmark_moved = [float((delta @ k).norm()) for k in landmark_keys]
-            shares: dict[str, list[float]] = {"neighbours": [], "other sport": [], "landmarks": []}
+            change = {i: delta @ k for i, k in keys.items()}
+            landmark_change = [delta @ k for k in landmark_keys]
+            kinds = ("neighbours", "other sport", "landmarks")
+            shares: dict[str, list[float]] = {k: [] for k in kinds}
+            along: dict[str, list[float]] = {k: [] for k in kinds}
             for fact in facts:
-                own = moved[fact.id]
+                own = change[fact.id]
                 neighbour_ids = [by_prompt[p].id for p in fact.neighbourhood]
-                mean_share = statistics.fmean(moved[n] / own for n in neighbour_ids)
-                shares["neighbours"].append(mean_share)
                 other = [r.id for r in bystanders if r.answer != fact.answer]
-                shares["other sport"].append(statistics.fmean(moved[o] / own for o in other))
-                shares["landmarks"].append(statistics.fmean(m / own for m in landmark_moved))
+                groups = {
+                    "neighbours": [change[n] for n in neighbour_ids],
+                    "other sport": [change[o] for o in other],
+                    "landmarks": landmark_change,
+                }
+                for kind, changes in groups.items():
+                    shares[kind].append(
+                        statistics.fmean(float(c.norm() / own.norm()) for c in changes)
+                    )
+                    along[kind].append(
+                        statistics.fmean(float(c @ own / (own @ own)) for c in changes)
+                    )
+                mean_share = shares["neighbours"][-1]
                 if layer == layers[-1]:
                     last_layer_rows.append({"id": fact.id, "subject": fact.subject,
                                             "neighbour_share": round(mean_share, 3),
+                                            "neighbour_along": round(along["neighbours"][-1], 3),
                                             "NS": posts[fact.id]["neighbourhood"]})  # fmt: skip
-            per_layer[str(layer)] = {kind: quartiles(v) for kind, v in shares.items()}
+            per_layer[str(layer)] = {
+                **{kind: quartiles(v) for kind, v in shares.items()},
+                **{f"{kind} along": quartiles(v) for kind, v in along.items()},
+            }
             print(f"{run.name} layer {layer}: "
                   + ", ".join(f"{k} {q['median']:.2f} [{q['q1']:.2f}, {q['q3']:.2f}]"
                               for k, q in per_layer[str(layer)].items()), flush=True)  # fmt: skip

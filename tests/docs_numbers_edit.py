@@ -31,7 +31,45 @@ def _corpus_size() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _along() -> dict[str, Any]:
+    import statistics
+
+    rows = result("edit-ns/result.json")["runs"]["memit-athlete"]["facts_detail"]
+    kept = [r["neighbour_along"] for r in rows if r["NS"] == 1.0]
+    others = [r["neighbour_along"] for r in rows if r["NS"] < 1.0]
+    return {"kept": f"{statistics.median(kept):.2f}", "n_kept": len(kept),
+            "others": f"{statistics.median(others):.2f}", "n_others": len(others)}  # fmt: skip
+
+
+def _halves() -> dict[str, Any]:
+    known = len(result("study-know/athlete_sport.json")["known_ids"])
+    edited = result("edit-eval/memit-athlete/summary.json")["n_facts"]
+    assert result("edit-eval/alphaedit-athlete/summary.json")["n_facts"] == edited
+    return {"edited": edited, "known": known}
+
+
+def _rome() -> dict[str, Any]:
+    d = result("edit-eval/rome-athlete/summary.json")
+    post = d["post"]
+    return {
+        "es": f"{post['efficacy']:.0f}", "ps": f"{post['paraphrase']:.1f}",
+        "ns": f"{post['neighbourhood']:.1f}", "s": f"{post['score']:.1f}",
+        "ge_pre": f"{d['fluency_pre']:.2f}", "ge_post": f"{d['fluency_post']:.2f}",
+        "ppl_pre": f"{d['perplexity_pre']:.2f}", "ppl_post": f"{d['perplexity_post']:.2f}",
+    }  # fmt: skip
+
+
 CLAIMS = [
+    Claim("ES {es} and PS {ps} against ROME's 100 and\n  96.4 on GPT-2 XL", _rome),
+    Claim("GE {ge_pre} → {ge_post}, held-out perplexity {ppl_pre} →\n  {ppl_post}.", _rome),
+    Claim("NS {ns} against ROME's 75.4 on GPT-2 XL", _rome),
+    Claim("S = {s} follows from NS.", _rome),
+    Claim(
+        'MEMIT at layer 6: median "along" {kept} for the\n{n_kept} facts whose neighbours all '
+        "kept their answer, {others} for the {n_others} others)",
+        _along,
+    ),
+    Claim("`src/factscope/edit/evaluate.py`): {edited} of the {known}\nathletes", _halves),
     Claim(
         "the corpus statistics keep {kept} of the {n}\nneighbours instead of {kept_identity} "
         "({flipped} flipped instead of {flipped_identity}) and shrink how far the neighbours "

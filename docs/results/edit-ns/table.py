@@ -7,15 +7,21 @@ import json
 from pathlib import Path
 
 result = json.loads((Path(__file__).parent / "result.json").read_text())
-print("‖ΔW k‖ / ‖ΔW k_i‖ per layer: median [quartiles] over the edited facts i")
+KINDS = ("neighbours", "other sport", "landmarks")
+print("Median over the edited facts i [quartiles]: ‖ΔW k‖ / ‖ΔW k_i‖, then the part along ΔW k_i")
 print()
-print("| run | layer | neighbours (same answer) | other answer | landmarks |")
-print("|---|---|---|---|---|")
+COLUMNS = ["run", "layer"] + [
+    f"{k}: {m}" for k in ("neighbours", "other answer", "landmarks") for m in ("size", "along")
+]
+print("| " + " | ".join(COLUMNS) + " |")
+print("|---|---|---|---|---|---|---|---|")
 for name, run in result["runs"].items():
     for i, layer in enumerate(run["layers"]):
+        shares = run["shares"][str(layer)]
         cells = [
             f"{q['median']:.2f} [{q['q1']:.2f}, {q['q3']:.2f}]"
-            for q in (run["shares"][str(layer)][k] for k in ("neighbours", "other sport", "landmarks"))
+            for kind in KINDS
+            for q in (shares[kind], shares[f"{kind} along"])
         ]
         head = f"{name} ({run['facts']} facts)" if i == 0 else ""
         print(f"| {head} | {layer} | {' | '.join(cells)} |")
