@@ -146,7 +146,8 @@ def capacity(
     as_json: JsonOpt = False,
 ) -> None:
     """Capacity curve: the largest N the optimiser fits with every |cos| <= eps, per d."""
-    from factscope.read.superposition import LOSSES, capacity_curve
+    from factscope.read.capacity import capacity_curve
+    from factscope.read.superposition import LOSSES
 
     if loss not in LOSSES:
         raise FactscopeError(f"--loss {loss!r} is not valid; use one of {', '.join(LOSSES)}")
