@@ -46,52 +46,10 @@ from factscope.errors import FactscopeError
 from factscope.model import Transformer
 from factscope.tokenizer import Tokenizer
 
-MLP_KINDS: dict[str, dict[str, Any]] = {
-    "swiglu": dict(gated_mlp=True, activation="silu"),
-    "geglu": dict(gated_mlp=True, activation="gelu_tanh"),
-    "relu": dict(gated_mlp=False, activation="relu"),
-    "gelu": dict(gated_mlp=False, activation="gelu"),
-}
-
-# d_model, n_layers, n_heads (d_head = d_model / n_heads)
-PRESETS: dict[str, tuple[int, int, int]] = {
-    "tiny": (32, 2, 4),  # tests: a few thousand parameters
-    "small": (128, 4, 4),  # the facts experiment on a CPU
-    "medium": (256, 6, 8),
-    "gpt2-small": (768, 12, 12),  # the paper's 124M shape (for a GPU)
-}
-
 RUN_FILES = (
     "run.json", "checkpoint.pt", "history.json", "loss.png", "model", "tokenizer.json",
     "result.json",
 )  # fmt: skip
-
-
-def model_config(
-    preset: str = "small", vocab_size: int = 2048, context_length: int = 128, mlp: str = "swiglu"
-) -> ModelConfig:
-    """A Llama-style config of `preset` size with the chosen MLP kind."""
-    if preset not in PRESETS:
-        raise FactscopeError(f"unknown --preset {preset!r}; use one of {', '.join(PRESETS)}")
-    if mlp not in MLP_KINDS:
-        raise FactscopeError(f"unknown --mlp {mlp!r}; use one of {', '.join(MLP_KINDS)}")
-    d_model, n_layers, n_heads = PRESETS[preset]
-    gated = MLP_KINDS[mlp]["gated_mlp"]
-    d_mlp = 4 * d_model if not gated else 16 * math.ceil(8 * d_model / 3 / 16)
-    return ModelConfig(
-        family="llama",
-        vocab_size=vocab_size,
-        d_model=d_model,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        n_kv_heads=n_heads,
-        d_head=d_model // n_heads,
-        d_mlp=d_mlp,
-        context_length=context_length,
-        norm_eps=1e-5,
-        tie_embeddings=True,
-        **MLP_KINDS[mlp],
-    )
 
 
 @dataclass(frozen=True)
@@ -561,13 +519,10 @@ def load_run_record(out: Path) -> dict[str, Any]:
 
 
 __all__ = [
-    "MLP_KINDS",
-    "PRESETS",
     "PackedData",
     "RunSpec",
     "TrainConfig",
     "TrainResult",
-    "model_config",
     "read_documents",
     "train",
 ]
