@@ -33,6 +33,7 @@ import torch
 
 from factscope.edit.handle import mlp_of
 from factscope.edit.request import answer_ids
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -360,9 +361,8 @@ def run_edit_eval(
         chunks = (
             [todo[i : i + 1] for i in range(len(todo))] if sequential else [todo] if todo else []
         )
-        from tqdm import tqdm
-
-        for chunk in tqdm(chunks, desc="editing", disable=not progress or len(chunks) < 2):
+        bar = progress_bar(len(chunks), progress and len(chunks) >= 2, "editing", leave=True)
+        for chunk in chunks:
             requests = [fact_request(r) for r in chunk]
             if method == "rome":
                 handle = edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
@@ -391,6 +391,8 @@ def run_edit_eval(
                 {"done": done_ids, "weights": changed, "state": state, "reports": reports},
                 checkpoint,
             )
+            bar.update(1)
+        bar.close()
         post_records = run_sweep(
             run_dir / "post", facts, lambda r: {"id": r.id, "post": _score(lm, r, fluency_tokens)},
             meta=meta, force=force, progress=progress, desc="scoring after",

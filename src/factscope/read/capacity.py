@@ -9,11 +9,12 @@ next to what the Welch bound allows (see `CAPACITY_METHOD`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from factscope.errors import FactscopeError
+from factscope.progress import Messages
 from factscope.read.angles import max_abs_cos, random_directions, welch_capacity
 from factscope.read.superposition import (
     LOSS_MEANING,
@@ -104,7 +105,7 @@ def capacity_point(
     tolerance: float = 0.1,
     seed: int = 0,
     loss: str = "scene",
-    progress: Callable[[str], None] | None = None,
+    progress: Messages | None = None,
 ) -> CapacityPoint:
     """The largest N (up to `max_n`) for which the optimiser gets every |cos| <= eps in
     `dim` dimensions: doubling from N = d, then bisection in log N until hi/lo <= 1 +
@@ -154,7 +155,7 @@ def capacity_curve(
     tolerance: float = 0.1,
     seed: int = 0,
     loss: str = "scene",
-    progress: Callable[[str], None] | None = None,
+    progress: Messages | None = None,
 ) -> CapacityResult:
     """`capacity_point` for every eps and dimension (see `CAPACITY_METHOD`)."""
     eps_list, dim_list = [float(e) for e in eps_values], [int(d) for d in dims]

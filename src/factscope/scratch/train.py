@@ -44,6 +44,7 @@ from torch import Tensor
 from factscope.config import ModelConfig
 from factscope.errors import FactscopeError
 from factscope.model import Transformer
+from factscope.progress import progress_bar
 from factscope.tokenizer import Tokenizer
 
 RUN_FILES = (
@@ -419,7 +420,7 @@ def train(
 
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     tokens_per_step = t.batch_size * t.seq_len
-    bar = _progress_bar(start, t.steps, progress)
+    bar = progress_bar(t.steps, progress, "train", "step", initial=start, leave=True)
     segment_start, segment_steps = time.perf_counter(), 0
     try:
         for step in range(start, end):
@@ -500,15 +501,6 @@ def _check_same_run(saved: dict[str, Any], asked: dict[str, Any], path: Path) ->
                 f"{path} is from another config: {section}.{key} is {a.get(key)!r} there, "
                 f"{b.get(key)!r} now; resume with the same options or use --force to start over"
             )
-
-
-def _progress_bar(start: int, total: int, show: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True,
-        desc="train",
-    )  # fmt: skip
 
 
 def load_run_record(out: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ answers either way.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from factscope.errors import FactscopeError
 from factscope.load import LoadedModel
+from factscope.progress import Messages
 from factscope.study.datasets import Dataset, FactRecord, list_datasets, load_dataset, subject_key
 from factscope.study.probe import (
     ActivationWork,
@@ -114,7 +115,7 @@ def probe_fact(
     folds: int = 5,
     seed: int = 0,
     batch: int = 64,
-    progress: Callable[[str], None] | None = None,
+    progress: Messages | None = None,
 ) -> FactProbe:
     """Train the study's layer-by-layer probe at the last subject token on up to `facts`
     facts of `dataset` (only those in `known` if given; never about `subject`) and read
