@@ -115,3 +115,20 @@ def test_no_private_name_across_packages() -> None:
             if private and base != package and base.rpartition(".")[0] != package:
                 crossings.append(f"{module}: from {base} import {name}")
     assert crossings == []
+
+
+def test_every_progress_bar_comes_from_progress_py() -> None:
+    """One progress convention (progress.py): no other module imports tqdm itself."""
+    importers = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(name.split(".")[0] == "tqdm" for name in names):
+                importers.append(module)
+    assert sorted(set(importers)) == ["factscope.progress"]

@@ -270,7 +270,7 @@ def cached_activations(
     """(train, held-out) activations of `layer` over the corpus, collected once and cached
     under `$FACTSCOPE_CACHE/features/`; the sequences are shuffled before collection so
     that every shard mixes the corpus's kinds of text."""
-    from factscope.edit.stats import model_fingerprint
+    from factscope.edit.fingerprint import model_fingerprint
     from factscope.features.corpus import load_text_corpus, pack_sequences
     from factscope.weights.cache import cache_root
 
