@@ -34,6 +34,7 @@ import torch
 from factscope.edit.handle import mlp_of
 from factscope.edit.request import answer_ids
 from factscope.progress import progress_bar
+from factscope.result import Result
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -182,7 +183,7 @@ def harmonic_mean(values: Sequence[float]) -> float:
 
 
 @dataclass
-class EvaluationSummary:
+class EvaluationSummary(Result):
     """CounterFact's table row for a set of edits: means over facts, in percent for the
     rates (as ROME reports them)."""
 
@@ -198,9 +199,6 @@ class EvaluationSummary:
     perplexity_pre: float | None
     perplexity_post: float | None
     edit: dict[str, Any] = field(default_factory=dict)  # edit_means: reach, ρ, λ, null space
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.edit_html import summary_html

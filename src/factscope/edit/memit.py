@@ -43,7 +43,7 @@ from factscope.edit.handle import EditHandle, mlp_of
 from factscope.edit.postnorm import nearest_reachable
 from factscope.edit.request import EditRequest, PromptBatch, answer_ids, build_batch, keys_at
 from factscope.edit.stats import KeyStats
-from factscope.edit.target import cached_delta
+from factscope.edit.target import cached_delta, delta_settings
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.model import Transformer
@@ -412,10 +412,14 @@ def apply_memit(
     bar = progress_bar(len(batches), progress, "z (target residuals)", leave=True)
     for b in batches:
         d = cached_delta(
-            model, b, z_layer, "resid", hparams.v_num_grad_steps, hparams.v_lr,
-            hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
-            hparams.early_stop_loss, fingerprint=fingerprint, use_cache=cache_targets,
-        )  # fmt: skip
+            model,
+            b,
+            z_layer,
+            "resid",
+            delta_settings(hparams),
+            fingerprint=fingerprint,
+            use_cache=cache_targets,
+        )
         z_losses.append(d.losses)
         zs.append(d.delta)
         bar.update(1)

@@ -9,7 +9,6 @@ the same layers (ablation.py).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from factscope.read.neuron_scores import (
     subject_attribution,
 )
 from factscope.read.suffix import ForwardCount
+from factscope.result import Result
 from factscope.tokenizer import spell_tokens
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class NeuronsResult:
+class NeuronsResult(Result):
     """Every neuron scored at the last subject token and at the final token, the top ones up
     close, and ablation curves. `scores[position]` is (L, F), to 6 significant digits (the
     top neurons' `score` has full precision); `methods` names each score."""
@@ -79,9 +79,6 @@ class NeuronsResult:
     ablation: list[AblationCurve]
     forward_passes: dict[str, int]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.reading_html import neurons_fragment

@@ -20,7 +20,6 @@ keys and values of the other tokens (`SuffixRunner` with start T - 1).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -36,6 +35,7 @@ from factscope.locate.prompts import answer_token, encode_prompt, predicted_answ
 from factscope.model import Attention, Transformer
 from factscope.norms import frozen_rms_scale
 from factscope.read.suffix import ForwardCount, SuffixRunner
+from factscope.result import Result
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class HeadReadout:
 
 
 @dataclass
-class KnockoutResult:
+class KnockoutResult(Result):
     """p(answer) with the final token's attention to each source blocked in a window of
     `window` layers centred on each layer (`windows[i]` = [first, last] layer)."""
 
@@ -133,9 +133,6 @@ class KnockoutResult:
     heads: list[HeadReadout]
     forward_passes: dict[str, int]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.reading_html import knockout_fragment

@@ -19,7 +19,7 @@ known for every person, so two readings are possible that a real model rarely al
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,20 +27,18 @@ import torch
 
 from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
+from factscope.result import Result
 from factscope.scratch.corpus import FIRST_NAMES, LAST_NAMES, Person
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Result):
     attribute: str
     sites: list[str]
     accuracy: list[float]  # cross-validated accuracy per site
     chance: float
     n_people: int
     prompt: str  # the template the name was read in, {} = the name
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def last_token_states(lm: Any, texts: list[str], sites: list[str]) -> dict[str, np.ndarray]:
@@ -84,7 +82,7 @@ CONDITIONS = ("A and B", "A only", "B only", "neither")
 
 
 @dataclass(frozen=True)
-class AndNeurons:
+class AndNeurons(Result):
     """AND-like neurons per layer, counted over people."""
 
     model: str
@@ -95,9 +93,6 @@ class AndNeurons:
     people_with_and: list[float]  # per layer: share of people with at least one
     example_rates: list[list[float]]  # top neurons x CONDITIONS, mean |activation| / threshold
     example_layer: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _name_variants(person: Person, rng: random.Random) -> dict[str, str]:

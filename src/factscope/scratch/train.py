@@ -45,6 +45,7 @@ from factscope.config import ModelConfig
 from factscope.errors import FactscopeError
 from factscope.model import Transformer
 from factscope.progress import progress_bar
+from factscope.result import Result
 from factscope.tokenizer import Tokenizer
 
 RUN_FILES = (
@@ -209,7 +210,7 @@ def eval_loss(model: Transformer, data: PackedData, batches: int, device: torch.
 
 
 @dataclass
-class History:
+class History(Result):
     """What the run measured: training loss per step, eval loss now and then, speed."""
 
     step: list[int] = field(default_factory=list)
@@ -219,12 +220,9 @@ class History:
     eval_loss: list[float] = field(default_factory=list)
     tokens_per_s: list[float] = field(default_factory=list)  # per segment of the run
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(Result):
     run: str
     steps_done: int
     steps: int
@@ -235,9 +233,6 @@ class TrainResult:
     parameters: int
     model_dir: str | None  # None when stopped before the last step
     history: History
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
