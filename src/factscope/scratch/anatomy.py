@@ -32,7 +32,9 @@ from factscope.scratch.corpus import FIRST_NAMES, LAST_NAMES, Person
 
 
 @dataclass(frozen=True)
-class ProbeResult(Result):
+class AttributeProbe(Result):
+    """How well a linear probe reads one attribute of a person from each site."""
+
     attribute: str
     sites: list[str]
     accuracy: list[float]  # cross-validated accuracy per site
@@ -54,7 +56,7 @@ def last_token_states(lm: Any, texts: list[str], sites: list[str]) -> dict[str, 
 
 def probe_attribute(
     lm: Any, people: list[Person], attribute: str, prompt: str = "{}", folds: int = 5
-) -> ProbeResult:
+) -> AttributeProbe:
     """Cross-validated logistic-regression accuracy of `attribute` read from the residual
     after each block (and the embeddings) at the last token of `prompt` with each name."""
     from sklearn.linear_model import LogisticRegression
@@ -73,7 +75,7 @@ def probe_attribute(
         clf = LogisticRegression(max_iter=2000, C=0.5)
         accuracy.append(float(cross_val_score(clf, x, labels, cv=folds).mean()))
     _, counts = np.unique(labels, return_counts=True)
-    return ProbeResult(
+    return AttributeProbe(
         attribute, sites, accuracy, float(counts.max() / counts.sum()), len(people), prompt
     )
 
