@@ -284,12 +284,7 @@ def read_directions(
     projection = answer_projection(
         model, tokens, target.id, tokenizer=tokenizer, model_name=loaded.name, prompt=prompt
     )
-    projection.answer = {
-        "text": target.text,
-        "id": target.id,
-        "token": target.token,
-        "note": target.note,
-    }
+    projection.answer = target.to_dict()
     triples = list(relation) if relation is not None else relation_prompts(template)
     means = mean_directions(model, tokenizer, triples, layer=layer, template=template)
     return DirectionsResult(model=loaded.name, projection=projection, means=means)

@@ -203,7 +203,7 @@ def find_neurons(
         model=loaded.name,
         prompt=prompt,
         subject=subject,
-        answer={"text": target.text, "id": target.id, "token": target.token, "note": target.note},
+        answer=target.to_dict(),
         tokens=spell_tokens(tokenizer, tokens[0].tolist()),
         subject_span=[span[0], span[1]],
         positions=where,

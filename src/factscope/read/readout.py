@@ -239,7 +239,7 @@ def knock_out(
         model=loaded.name,
         prompt=prompt,
         subject=subject,
-        answer={"text": target.text, "id": target.id, "token": target.token, "note": target.note},
+        answer=target.to_dict(),
         tokens=spell_tokens(tokenizer, tokens[0].tolist()),
         subject_span=[span[0], span[1]],
         window=window,
