@@ -44,26 +44,19 @@ from factscope.read.neuron_scores import (
     ranking,
     subject_attribution,
 )
+from factscope.read.reading import FactReading, fact_fields
 from factscope.read.suffix import ForwardCount
-from factscope.result import Result
-from factscope.tokenizer import spell_tokens
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
 
 
 @dataclass
-class NeuronsResult(Result):
+class NeuronsResult(FactReading):
     """Every neuron scored at the last subject token and at the final token, the top ones up
     close, and ablation curves. `scores[position]` is (L, F), to 6 significant digits (the
     top neurons' `score` has full precision); `methods` names each score."""
 
-    model: str
-    prompt: str
-    subject: str
-    answer: dict[str, Any]  # text, id, token, note
-    tokens: list[str]
-    subject_span: list[int]  # [start, stop)
     positions: dict[str, int]  # "subject" / "final" -> token index
     gated: bool
     clean_p: float
@@ -200,12 +193,7 @@ def find_neurons(
         )
     bar.close()
     return NeuronsResult(
-        model=loaded.name,
-        prompt=prompt,
-        subject=subject,
-        answer=target.to_dict(),
-        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
-        subject_span=[span[0], span[1]],
+        **fact_fields(loaded.name, prompt, subject, target, tokenizer, tokens, span),
         positions=where,
         gated=cfg.gated_mlp,
         clean_p=clean_p,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor
@@ -34,8 +34,8 @@ from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import Attention, Transformer
 from factscope.norms import frozen_rms_scale
+from factscope.read.reading import FactReading, fact_fields
 from factscope.read.suffix import ForwardCount, SuffixRunner
-from factscope.result import Result
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
@@ -113,16 +113,10 @@ class HeadReadout:
 
 
 @dataclass
-class KnockoutResult(Result):
+class KnockoutResult(FactReading):
     """p(answer) with the final token's attention to each source blocked in a window of
     `window` layers centred on each layer (`windows[i]` = [first, last] layer)."""
 
-    model: str
-    prompt: str
-    subject: str
-    answer: dict[str, Any]
-    tokens: list[str]
-    subject_span: list[int]
     window: int
     starts: list[int]  # the centre layer of each window
     windows: list[list[int]]  # [first, last] layer of each window
@@ -236,12 +230,7 @@ def knock_out(
     heads = answer_heads(model, tokens, target.id, span, n_heads, tokenizer=tokenizer)
     count.add(2, tokens.shape[1])  # the DLA run and the pattern cache
     return KnockoutResult(
-        model=loaded.name,
-        prompt=prompt,
-        subject=subject,
-        answer=target.to_dict(),
-        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
-        subject_span=[span[0], span[1]],
+        **fact_fields(loaded.name, prompt, subject, target, tokenizer, tokens, span),
         window=window,
         starts=list(range(L)),
         windows=[[w[0], w[-1]] for w in windows],
