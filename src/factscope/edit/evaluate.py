@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from factscope.edit.handle import mlp_of
-from factscope.edit.request import answer_ids
+from factscope.edit.measure import answer_probabilities
 from factscope.progress import progress_bar
 from factscope.result import Result
 
@@ -40,39 +40,6 @@ if TYPE_CHECKING:
     from factscope.load import LoadedModel
 
 GENERATION_PROMPTS = ("{} is", "{} was known for")
-
-
-@torch.no_grad()
-def answer_probabilities(
-    lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 32
-) -> list[list[float]]:
-    """p(answer | prompt) per prompt and answer (length-normalised, CounterFact's), as
-    [[p(answers[0]), p(answers[1]), ...] per prompt]. Rows are right-padded into batches
-    and only the scored positions are unembedded."""
-    model, tok = lm.model, lm.tokenizer
-    rows: list[tuple[int, int, list[int], int]] = []  # prompt, answer, tokens, prompt length
-    for i, prompt in enumerate(prompts):
-        ids = tok.encode(prompt)
-        for j, answer in enumerate(answers):
-            a = answer_ids(tok, prompt, answer)
-            rows.append((i, j, ids + a[:-1], len(ids)))
-    out = [[0.0] * len(answers) for _ in prompts]
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        T = max(len(r[2]) for r in chunk)
-        tokens = torch.zeros(len(chunk), T, dtype=torch.long)
-        for b, r in enumerate(chunk):
-            tokens[b, : len(r[2])] = torch.tensor(r[2])
-        tokens = tokens.to(model.device)
-        positions = torch.arange(T, device=model.device)
-        h = model.run_blocks(model.embed_tokens(tokens), positions)  # (B, T, D)
-        for b, (i, j, seq, n_prompt) in enumerate(chunk):
-            targets = [*seq[n_prompt:], answer_ids(tok, prompts[i], answers[j])[-1]]
-            pos = torch.arange(n_prompt - 1, n_prompt - 1 + len(targets), device=model.device)
-            log_p = torch.log_softmax(model.unembed_residual(h[b : b + 1, pos]).float()[0], -1)
-            picked = log_p[torch.arange(len(targets)), torch.tensor(targets, device=model.device)]
-            out[i][j] = float(picked.mean().exp())
-    return out
 
 
 def ngram_entropy(
