@@ -4,17 +4,18 @@ Usage: python scripts/edit_lambda_sweep.py [OUT_DIR] [--layer L] [--lambdas 200,
            [--energies 0.01,0.05,...] [--facts N]
 
 The facts gemma-3-270m knows of athlete_sport (the `known_ids` of
-docs/results/study-know/athlete_sport.json, each with three neighbours: other known athletes
-with the same sport, as `edit-eval` picks them) are split in two by a hash of their id: the
+docs/results/study-know/athlete_sport.json) are split in two by a hash of their id: the
 tuning half, on which every setting is run as one batch edit, and the held-out half, on which
-only the chosen setting and the authors' are run. ES / PS / NS / S as CounterFact (percent;
+only the chosen setting and the authors' are run. Each fact's three neighbours are known
+athletes of the same sport from the other half, which the batch leaves unedited (as
+`edit-eval` picks them for a batch). ES / PS / NS / S as CounterFact (percent;
 ES: p(new) > p(old) on the prompt, PS on the paraphrases, NS: p(old) > p(new) on the
 neighbours). The choice is the setting with the highest S on the tuning half (ties: the
 higher NS). Each run also
 records the edit's reach per layer (edit/memit.py). Every fact's z is optimised once and read
 from the disk cache by the other runs (edit/target.py). The result is written after every run
 to OUT_DIR/result.json (default docs/results/edit-lambda); a killed sweep started again keeps
-the runs already there (same split and layer) and makes only the others.
+the runs already there (same split, layer and neighbours) and makes only the others.
 """
 
 from __future__ import annotations
@@ -88,11 +89,12 @@ def main(argv: list[str]) -> int:
     data = load_dataset("athlete_sport")
     known_ids = set(json.loads(KNOW.read_text())["known_ids"])
     known = [r for r in data.records if r.id in known_ids]
-    facts = known_neighbourhood(known, known)
     halves = {
-        "tune": [r for r in facts if tuning(r.id)][:n_facts],
-        "held": [r for r in facts if not tuning(r.id)][:n_facts],
+        "tune": [r for r in known if tuning(r.id)][:n_facts],
+        "held": [r for r in known if not tuning(r.id)][:n_facts],
     }
+    for half, facts in halves.items():  # neighbours: known facts this batch leaves unedited
+        halves[half] = known_neighbourhood(facts, known, edited={r.id for r in facts})
     authors = MEMITHyperParams()
     settings: dict[str, tuple[str, Any]] = {}
     for lam in dict.fromkeys([*lambdas, authors.mom2_update_weight]):
@@ -106,6 +108,7 @@ def main(argv: list[str]) -> int:
     result: dict[str, Any] = {
         "model": lm.name, "dataset": "athlete_sport", "layer": layer,
         "split": {k: [r.id for r in v] for k, v in halves.items()},
+        "neighbours": "known facts with the same answer, not edited in the batch",
         "authors": {"memit": f"memit λ={authors.mom2_update_weight:g}",
                     "alphaedit": f"alphaedit threshold={authors.nullspace_threshold:g}"},
         "tune": {}, "held": {}, "chosen": {},
@@ -113,7 +116,8 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "result.json"
     earlier = json.loads(saved.read_text()) if saved.exists() else {}
-    if earlier.get("split") == result["split"] and earlier.get("layer") == layer:
+    same = ("split", "layer", "neighbours")
+    if all(earlier.get(k) == result[k] for k in same):
         for half in ("tune", "held"):  # resume: runs already made are kept, not repeated
             result[half] = {k: v for k, v in earlier[half].items() if k in settings}
 

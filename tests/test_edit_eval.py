@@ -154,3 +154,42 @@ def test_known_neighbourhood_takes_other_known_facts_with_the_same_answer() -> N
     assert out[1].neighbourhood == ("S5 plays",)  # only one other "b"
     assert out[2].neighbourhood == ()  # no known fact shares its answer
     assert [r.id for r in out] == ["d/3", "d/1", "d/9"] and out[0].prompt == "S3 plays"
+
+
+def test_facts_edited_together_are_never_each_others_neighbours() -> None:
+    """In a batch (or a sequence) every edited fact loses its old answer by design; as a
+    neighbour it would count its own edit as damage."""
+    from factscope.edit.evaluate import batch_halves, known_neighbourhood
+
+    def fact(i: int, answer: str) -> FactRecord:
+        return FactRecord(f"d/{i}", "r", f"S{i}", answer, f"S{i} plays", (), ("unknown",), "x", "t")
+
+    known = [fact(i, "a") for i in range(5)] + [fact(i, "b") for i in range(5, 8)]
+    to_edit, bystanders = batch_halves(known)
+    assert [r.id for r in to_edit] == ["d/0", "d/2", "d/4", "d/5", "d/7"]
+    assert [r.id for r in bystanders] == ["d/1", "d/3", "d/6"]
+    edited = {r.id for r in to_edit}
+    out = known_neighbourhood(to_edit, known, n=3, edited=edited)
+    for record in out:
+        assert record.neighbourhood  # every answer has an unedited fact
+        assert not {p.split()[0] for p in record.neighbourhood} & {f"S{i}" for i in (0, 2, 4, 5, 7)}
+    assert out[0].neighbourhood == ("S1 plays", "S3 plays")
+    assert out[3].neighbourhood == ("S6 plays",)
+
+
+def test_edit_eval_picks_batch_facts_from_one_half_and_neighbours_from_the_other() -> None:
+    from factscope.edit.evaluate import known_facts_to_edit
+    from factscope.errors import FactscopeError
+
+    def fact(i: int, answer: str) -> FactRecord:
+        return FactRecord(f"d/{i}", "r", f"S{i}", answer, f"S{i} plays", (), ("unknown",), "x", "t")
+
+    known = [fact(i, "a") for i in range(6)] + [fact(6, "b")]
+    alone = known_facts_to_edit(known, 2, together=False)  # ROME: one edit at a time
+    assert [r.id for r in alone] == ["d/0", "d/1"] and "S1 plays" in alone[0].neighbourhood
+    batch = known_facts_to_edit(known, 3, together=True)
+    assert [r.id for r in batch] == ["d/0", "d/2", "d/4"]
+    for record in batch:
+        assert set(record.neighbourhood) <= {"S1 plays", "S3 plays", "S5 plays"}
+    with pytest.raises(FactscopeError, match="d/6: no known fact with the answer 'b'"):
+        known_facts_to_edit(known, 4, together=True)  # "b" has one fact: no unedited neighbour

@@ -289,7 +289,12 @@ def edit_eval_command(
         ),
     ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumable).")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of facts to edit.")] = 100,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n", min=1, help="Number of facts to edit (edited together: at most half the known)."
+        ),
+    ] = 100,
     known: KnownOpt = None,
     use_all: AllOpt = False,
     method: MethodOpt = "rome",
@@ -316,11 +321,13 @@ def edit_eval_command(
 ) -> None:
     """CounterFact-style evaluation: edit N facts the model knows (--all: any N) to their
     counterfactual answers, score ES, PS, NS, S, magnitudes, GE and perplexity drift.
+    Facts edited together (MEMIT, AlphaEdit, --sequential) are every second known fact of
+    each answer; their neighbours are the others, left unedited.
     A CounterFact file (ROME's counterfact.json) is edited case by case as published: every
     case, its own neighbourhood and generation prompts. Killed runs resume."""
     from factscope.edit import check_method
     from factscope.edit.corpus import load_corpus
-    from factscope.edit.evaluate import fact_request, known_neighbourhood, run_edit_eval
+    from factscope.edit.evaluate import fact_request, known_facts_to_edit, run_edit_eval
     from factscope.edit.memit import edit_layers
     from factscope.edit.stats import identity_stats as identity
     from factscope.edit.stats import layer_stats
@@ -343,7 +350,8 @@ def edit_eval_command(
         records = study_facts(lm, data, known, use_all, n)
     else:  # known facts, and neighbours the model knows too (known_neighbourhood)
         every_known = study_facts(lm, data, known, use_all, None)
-        records = known_neighbourhood(every_known[:n], every_known)
+        together = method != "rome" or bool(sequential)  # edited one at a time, or not
+        records = known_facts_to_edit(every_known, sequential or n, together)
     chosen = layer if layer is not None else _default_layer(lm, fact_request(records[0]), trace)
     if chosen >= lm.cfg.n_layers:
         raise FactscopeError(
@@ -370,7 +378,8 @@ def edit_eval_command(
     meta = {"model": lm.name, "dataset": data.name, "n": n, "corpus": corpus,
             "stats_tokens": stats_tokens, "identity_stats": identity_stats,
             "neighbours": "dataset" if use_all or counterfact
-            else "known facts with the same answer",
+            else "known facts with the same answer"
+            + ("" if method == "rome" and not sequential else ", not edited in this run"),
             "hparams": hp.to_dict(), "command": command_line()}  # fmt: skip
     done, summary = run_edit_eval(
         lm, records, out_dir, method, chosen, sequential=sequential, hparams=hp, stats=stats,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ import torch
 
 from factscope.edit.handle import mlp_of
 from factscope.edit.measure import answer_probabilities
+from factscope.errors import FactscopeError
 from factscope.progress import progress_bar
 from factscope.result import Result
 
@@ -200,27 +201,68 @@ def fact_request(record: Any) -> Any:
     )
 
 
-def known_neighbourhood(facts: Sequence[Any], known: Sequence[Any], n: int = 3) -> list[Any]:
+def known_neighbourhood(
+    facts: Sequence[Any], known: Sequence[Any], n: int = 3, edited: Collection[str] = ()
+) -> list[Any]:
     """Each fact with its neighbour prompts replaced by those of other facts the model knows
-    with the same answer (the next `n` in dataset order, cycling; fewer if there are not).
+    with the same answer (the next `n` in dataset order, cycling; fewer if there are not),
+    leaving out the facts whose ids are in `edited`.
 
     CounterFact's neighbours are subjects that share the edited fact's true answer, on
     GPT-2 XL mostly ones it knows. A dataset's own neighbours are any subjects with the
     same answer; for gemma-3-270m, which knows 94 of 5,427 athletes, p(old) on them is
-    near chance before any edit, and NS would measure noise rather than damage."""
+    near chance before any edit, and NS would measure noise rather than damage.
+
+    `edited`: the facts edited in the same run (a batch or a sequence of edits). A neighbour
+    that is itself edited to another answer loses the old one because its own edit worked,
+    and NS would count that as damage; so it is never a neighbour (`batch_halves`)."""
     from dataclasses import replace
 
     by_answer: dict[str, list[Any]] = {}
     for record in known:
         by_answer.setdefault(record.answer, []).append(record)
+    left_out = set(edited)
     out = []
     for fact in facts:
         others = by_answer.get(fact.answer, [])
         start = next((i for i, r in enumerate(others) if r.id == fact.id), -1) + 1
         cycle = [others[(start + i) % len(others)] for i in range(len(others))] if others else []
-        picked = [r.prompt for r in cycle if r.id != fact.id][:n]
+        picked = [r.prompt for r in cycle if r.id != fact.id and r.id not in left_out][:n]
         out.append(replace(fact, neighbourhood=tuple(picked)))
     return out
+
+
+def batch_halves(known: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """The known facts split for a run that edits many at once (a batch or a sequence):
+    every second fact of each answer to edit, the others left unedited as their neighbours
+    (`known_neighbourhood(..., edited=...)`), so that each answer has facts on both sides."""
+    seen: dict[str, int] = {}
+    to_edit: list[Any] = []
+    bystanders: list[Any] = []
+    for record in known:
+        rank = seen[record.answer] = seen.get(record.answer, -1) + 1
+        (to_edit if rank % 2 == 0 else bystanders).append(record)
+    return to_edit, bystanders
+
+
+def known_facts_to_edit(known: Sequence[Any], n: int, together: bool) -> list[Any]:
+    """The first `n` facts `edit-eval` edits from the known ones, with their neighbours.
+
+    One at a time (ROME's independent edits), every other known fact with the same answer
+    may be a neighbour. Edited together (a batch, a sequence), the facts are the first `n`
+    of `batch_halves`' half to edit and the neighbours come from facts left unedited; a fact
+    with none left is an error (edit fewer)."""
+    if not together:
+        return known_neighbourhood(known[:n], known)
+    facts = batch_halves(known)[0][:n]
+    records = known_neighbourhood(facts, known, edited={r.id for r in facts})
+    lonely = [r for r in records if not r.neighbourhood]
+    if lonely:
+        raise FactscopeError(
+            f"{lonely[0].id}: no known fact with the answer {lonely[0].answer!r} is left "
+            "unedited to be its neighbour; edit fewer facts (--n, --sequential)"
+        )
+    return records
 
 
 def _score(lm: LoadedModel, record: Any, fluency_tokens: int) -> dict[str, Any]:
