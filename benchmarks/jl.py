@@ -25,10 +25,10 @@ import time
 
 import torch
 
+from factscope.read.angles import random_directions
 from factscope.read.superposition import (
     jl_step_flops,
     optimize_directions,
-    random_directions,
     run_jl,
     video_loss_and_grad,
 )

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from factscope.config import model_config
 from factscope.model import Linear, Transformer
 from factscope.onednn import onednn_available
 from factscope.scratch.train import (
@@ -47,7 +48,6 @@ from factscope.scratch.train import (
     init_weights,
     lm_loss,
     make_optimizer,
-    model_config,
 )
 from machine import machine_report, median_time
 

@@ -61,7 +61,7 @@ def first_inversion(model, layer, y, o, r):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str]) -> int:
     from factscope.edit import EditRequest
-    from factscope.edit.evaluate import answer_probabilities
+    from factscope.edit.measure import answer_probabilities
     from factscope.edit.memit import MEMITHyperParams, apply_memit, memit_hparams
     from factscope.load import load_model
     from factscope.predict import predict_next

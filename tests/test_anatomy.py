@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import torch
 
+from factscope.config import model_config
 from factscope.errors import FactscopeError
 from factscope.model import Transformer
 from factscope.scratch import anatomy
 from factscope.scratch.anatomy import and_neurons, last_token_states, probe_attribute
 from factscope.scratch.bpe import train_bpe
 from factscope.scratch.corpus import ATTRIBUTES, Person, make_people
-from factscope.scratch.train import init_weights, model_config
+from factscope.scratch.train import init_weights
 
 WIDTH = 512  # neurons per layer: the planted ones are well under 1% of all activations
 

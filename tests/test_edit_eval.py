@@ -12,12 +12,12 @@ import torch
 
 from factscope.edit.evaluate import (
     FactScores,
-    answer_probabilities,
     harmonic_mean,
     ngram_entropy,
     run_edit_eval,
     summarise,
 )
+from factscope.edit.measure import answer_probabilities
 from factscope.edit.memit import MEMITHyperParams
 from factscope.edit.rome import ROMEHyperParams
 from factscope.study.datasets import FactRecord

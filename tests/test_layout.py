@@ -115,3 +115,41 @@ def test_no_private_name_across_packages() -> None:
             if private and base != package and base.rpartition(".")[0] != package:
                 crossings.append(f"{module}: from {base} import {name}")
     assert crossings == []
+
+
+def test_every_progress_bar_comes_from_progress_py() -> None:
+    """One progress convention (progress.py): no other module imports tqdm itself."""
+    importers = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(name.split(".")[0] == "tqdm" for name in names):
+                importers.append(module)
+    assert sorted(set(importers)) == ["factscope.progress"]
+
+
+def test_the_default_model_is_named_once() -> None:
+    """`registry.DEFAULT_MODEL` is the one place that says which model a command loads
+    when none is named: no other code spells that name (docstrings may, and a table of
+    per-model settings may key on it)."""
+    from factscope.registry import DEFAULT_MODEL
+
+    spelled: list[str] = []
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        allowed = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)} | {
+            id(key) for node in ast.walk(tree) if isinstance(node, ast.Dict) for key in node.keys
+        }
+        spelled += [
+            module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value == DEFAULT_MODEL
+            if id(node) not in allowed
+        ]
+    assert set(spelled) == {"factscope.registry"}  # DEFAULT_MODEL and its registry entry

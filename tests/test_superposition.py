@@ -14,19 +14,17 @@ import torch
 
 from factscope.cli import main
 from factscope.errors import FactscopeError
-from factscope.read.model_angles import direction_angles
-from factscope.read.superposition import (
+from factscope.read.angles import (
     angle_stats,
-    capacity_point,
     frame_bound,
     max_abs_cos,
-    optimize_directions,
     random_directions,
-    run_jl,
-    video_loss_and_grad,
     welch_bound,
     welch_capacity,
 )
+from factscope.read.capacity import capacity_point
+from factscope.read.model_angles import direction_angles
+from factscope.read.superposition import optimize_directions, run_jl, video_loss_and_grad
 from factscope.read.toy import (
     ToyModelSummary,
     ToySetup,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from factscope.config import model_config
 from factscope.errors import FactscopeError
 from factscope.load import load_model
 from factscope.model import Transformer
@@ -20,7 +21,6 @@ from factscope.scratch.train import (
     RunSpec,
     TrainConfig,
     lr_factor,
-    model_config,
     read_documents,
     train,
 )

@@ -4,14 +4,22 @@ One forward pass serves every supported family; the config names what differs be
 them (activation, norm placement, QK-norm, embedding scale, sliding-window layers and
 their RoPE base). Checkpoints are converted to this one layout at load time, so
 `model.py` has no per-format branches.
+
+The named configs all live here: `tiny_config` (a seeded few-thousand-parameter model of
+either family, for tests) and `PRESETS` with `model_config` (the Llama-style shapes that
+`factscope scratch train` builds, with a choice of MLP). A real checkpoint's config is read
+from its file; registry.py names those checkpoints (and `DEFAULT_MODEL`), not their shapes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from factscope.errors import FactscopeError
 
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
 NormKind = Literal["rms", "layer"]
@@ -173,3 +181,52 @@ def tiny_config(family: str = "llama", **overrides: Any) -> ModelConfig:
         raise ValueError(f"unknown family {family!r}")
     base.update(overrides)
     return ModelConfig(**base)
+
+
+# ---- shapes to train from scratch (scratch/train.py) -----------------------------------------
+
+# A plain MLP gets d_mlp = 4 * d_model and a gated one 8/3 * d_model (rounded up to 16), so
+# both have 8 * d_model^2 MLP weights per block.
+
+MLP_KINDS: dict[str, dict[str, Any]] = {
+    "swiglu": dict(gated_mlp=True, activation="silu"),
+    "geglu": dict(gated_mlp=True, activation="gelu_tanh"),
+    "relu": dict(gated_mlp=False, activation="relu"),
+    "gelu": dict(gated_mlp=False, activation="gelu"),
+}
+
+# d_model, n_layers, n_heads (d_head = d_model / n_heads)
+PRESETS: dict[str, tuple[int, int, int]] = {
+    "tiny": (32, 2, 4),  # tests: a few thousand parameters
+    "small": (128, 4, 4),  # the facts experiment on a CPU
+    "medium": (256, 6, 8),
+    "gpt2-small": (768, 12, 12),  # the paper's 124M shape (for a GPU)
+}
+
+
+def model_config(
+    preset: str = "small", vocab_size: int = 2048, context_length: int = 128, mlp: str = "swiglu"
+) -> ModelConfig:
+    """A Llama-style config of `preset` size with the chosen MLP kind: what `factscope
+    scratch train` builds (RMSNorm, rotary positions, no biases, tied embeddings)."""
+    if preset not in PRESETS:
+        raise FactscopeError(f"unknown --preset {preset!r}; use one of {', '.join(PRESETS)}")
+    if mlp not in MLP_KINDS:
+        raise FactscopeError(f"unknown --mlp {mlp!r}; use one of {', '.join(MLP_KINDS)}")
+    d_model, n_layers, n_heads = PRESETS[preset]
+    gated = MLP_KINDS[mlp]["gated_mlp"]
+    d_mlp = 4 * d_model if not gated else 16 * math.ceil(8 * d_model / 3 / 16)
+    return ModelConfig(
+        family="llama",
+        vocab_size=vocab_size,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_heads,
+        d_head=d_model // n_heads,
+        d_mlp=d_mlp,
+        context_length=context_length,
+        norm_eps=1e-5,
+        tie_embeddings=True,
+        **MLP_KINDS[mlp],
+    )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from factscope.load import LoadedModel
+from factscope.result import Result
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,13 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(Result):
     """The top next tokens after `prompt`; `tokens` is the prompt as the model saw it."""
 
     model: str
     prompt: str
     tokens: list[str]
     top: list[Candidate]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def _repr_html_(self) -> str:
         """The top tokens as the reports show them, inline in a notebook."""

@@ -7,21 +7,27 @@
   over many calls) takes a callback instead: `Steps`, called with the number of steps just
   done, or `Messages`, called with what is being done now.
 - A helper inside someone else's loop takes the caller's `Bar` (or None) and updates it.
+
+Every bar is made by `progress_bar`; nothing else imports tqdm.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-Steps = Callable[[int], None]  # called with the number of steps just done
+Steps = Callable[[int], object]  # called with the number of steps just done (bar.update)
 Messages = Callable[[str], None]  # called with what is being done now
 
 
 class Bar(Protocol):
-    """What a loop needs of a progress bar (tqdm's `update` and `close`)."""
+    """What a loop needs of a progress bar (tqdm's `update`, `close` and postfix)."""
 
     def update(self, n: float | None = 1) -> bool | None: ...
+
+    def set_postfix(self, **values: Any) -> None: ...
+
+    def set_postfix_str(self, s: str = "") -> None: ...
 
     def close(self) -> None: ...
 
@@ -31,6 +37,12 @@ class NoBar:
 
     def update(self, n: float | None = 1) -> bool | None:
         return None
+
+    def set_postfix(self, **values: Any) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "") -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -8,7 +8,7 @@ prompt, a paraphrase and five other athletes. Run from the repository root:
 import json
 
 from factscope.edit import EditRequest, ROMEHyperParams, edit
-from factscope.edit.evaluate import answer_probabilities
+from factscope.edit.measure import answer_probabilities
 from factscope.load import load_model
 
 PROMPTS = [

@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 from typer.main import solve_typer_info_help
+from typer.models import CommandInfo, TyperInfo
 
 from factscope.cli.command import Command, Group
 
@@ -110,26 +111,25 @@ def _help_of(info: Any) -> str:
     return inspect.getdoc(info.callback) or "" if info.callback is not None else ""
 
 
+def _arrange(info: CommandInfo | TyperInfo, name: str, prefix: str, text: str) -> None:
+    """Reflowed help, the one-line summary and (at the top level) the panel of one command
+    or group named `name` under `prefix`."""
+    path = f"{prefix}{name}"
+    info.help = reflow(text)
+    info.short_help = _SUMMARY.get(path) or SUBCOMMANDS.get(path) or first_sentence(text)
+    info.cls = Command if isinstance(info, CommandInfo) else Group
+    if not prefix:
+        info.rich_help_panel = _PANEL_OF.get(name, "Other")
+
+
 def _arrange_commands(app: typer.Typer, prefix: str) -> None:
     for info in app.registered_commands:
         name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
-        path = f"{prefix}{name}"
-        text = _help_of(info)
-        info.help = reflow(text)
-        info.short_help = _SUMMARY.get(path) or SUBCOMMANDS.get(path) or first_sentence(text)
-        info.cls = Command
-        if not prefix:
-            info.rich_help_panel = _PANEL_OF.get(name, "Other")
+        _arrange(info, name, prefix, _help_of(info))
     for group in app.registered_groups:
         assert group.typer_instance is not None and group.name
-        path = f"{prefix}{group.name}"
-        text = solve_typer_info_help(group)
-        group.help = reflow(text)
-        group.short_help = _SUMMARY.get(path) or SUBCOMMANDS.get(path) or first_sentence(text)
-        group.cls = Group
-        if not prefix:
-            group.rich_help_panel = _PANEL_OF.get(group.name, "Other")
-        _arrange_commands(group.typer_instance, f"{path} ")
+        _arrange(group, group.name, prefix, solve_typer_info_help(group))
+        _arrange_commands(group.typer_instance, f"{prefix}{group.name} ")
 
 
 def arrange(app: typer.Typer) -> None:

@@ -178,9 +178,10 @@ def train_command(
     """Train a small Llama-style model (the same Transformer class) with AdamW, warm-up +
     cosine decay, clipping, eval loss and exactly resumable checkpoints."""
     from factscope import __version__
+    from factscope.config import model_config
     from factscope.load import load_model, parse_device
     from factscope.report.scratch_plots import loss_curve
-    from factscope.scratch.train import RunSpec, TrainConfig, model_config, read_documents, train
+    from factscope.scratch.train import RunSpec, TrainConfig, read_documents, train
 
     target = parse_device(device)
     train_cfg = TrainConfig(

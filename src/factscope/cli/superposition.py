@@ -3,7 +3,7 @@ directions; and the video's parameter tally (used by `factscope params --video`)
 
 from __future__ import annotations
 
-import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +29,7 @@ from factscope.cli.common import (
     write_json,
 )
 from factscope.errors import FactscopeError
+from factscope.progress import Bar, progress_bar
 from factscope.registry import DEFAULT_MODEL
 
 superposition = typer.Typer(
@@ -43,14 +44,10 @@ LossOpt = Annotated[
 ]
 
 
-def _bar(total: int, desc: str) -> Any:
-    """A progress bar on stderr; `total` 0 counts without an end."""
-    from tqdm import tqdm
-
-    # delay: nothing is drawn for the first second, so a quick error stays one line
-    return tqdm(
-        total=total or None, delay=1.0, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True
-    )
+def _bar(total: int, desc: str) -> closing[Bar]:
+    """A progress bar on stderr, closed at the end of a `with`; `total` 0 counts without an
+    end. Nothing is drawn for the first second, so a quick error stays one line."""
+    return closing(progress_bar(total or None, True, desc, delay=1.0))
 
 
 def _numbers(text: str, kind: type, option: str) -> list[Any]:
@@ -146,7 +143,8 @@ def capacity(
     as_json: JsonOpt = False,
 ) -> None:
     """Capacity curve: the largest N the optimiser fits with every |cos| <= eps, per d."""
-    from factscope.read.superposition import LOSSES, capacity_curve
+    from factscope.read.capacity import capacity_curve
+    from factscope.read.superposition import LOSSES
 
     if loss not in LOSSES:
         raise FactscopeError(f"--loss {loss!r} is not valid; use one of {', '.join(LOSSES)}")

@@ -41,6 +41,7 @@ import torch
 from factscope.errors import FactscopeError
 from factscope.generate import Sampling, pick_token
 from factscope.model import KVCache
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -261,12 +262,11 @@ def generate_corpus(
     time and cycling through the seeds, until the text holds `n_tokens` of its tokens:
     [{"seed": ..., "text": seed + continuation}]. `done` are documents of an earlier,
     interrupted call (generation resumes after them); `on_chunk` sees each new chunk."""
-    from tqdm import tqdm
-
     docs = list(done)
     total = sum(len(lm.tokenizer.encode(d["text"], add_bos=False)) for d in docs)
-    bar = tqdm(total=n_tokens, initial=min(total, n_tokens), unit="tok",
-               desc="writing the statistics corpus", disable=not progress)  # fmt: skip
+    shown = min(total, n_tokens)  # what the bar counts: tokens, up to n_tokens
+    bar = progress_bar(n_tokens, progress, "writing the statistics corpus", "tok",
+                       initial=shown, leave=True)  # fmt: skip
     sampling = Sampling(temperature=1.0, top_p=0.95)
     while total < n_tokens:
         index = len(docs) // chunk  # chunk i uses seeds i*chunk.. (cycling), its own rng
@@ -279,7 +279,9 @@ def generate_corpus(
             fresh.append({"seed": prompt, "text": text})
             n = len(lm.tokenizer.encode(text, add_bos=False))
             total += n
-            bar.update(min(n, max(0, n_tokens - bar.n)))
+            step = min(n, max(0, n_tokens - shown))
+            shown += step
+            bar.update(step)
         docs += fresh
         if on_chunk is not None:
             on_chunk(fresh)

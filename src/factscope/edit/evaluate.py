@@ -32,46 +32,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from factscope.edit.handle import mlp_of
-from factscope.edit.request import answer_ids
+from factscope.edit.measure import answer_probabilities
 from factscope.errors import FactscopeError
+from factscope.progress import progress_bar
+from factscope.result import Result
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
 
 GENERATION_PROMPTS = ("{} is", "{} was known for")
-
-
-@torch.no_grad()
-def answer_probabilities(
-    lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 32
-) -> list[list[float]]:
-    """p(answer | prompt) per prompt and answer (length-normalised, CounterFact's), as
-    [[p(answers[0]), p(answers[1]), ...] per prompt]. Rows are right-padded into batches
-    and only the scored positions are unembedded."""
-    model, tok = lm.model, lm.tokenizer
-    rows: list[tuple[int, int, list[int], int]] = []  # prompt, answer, tokens, prompt length
-    for i, prompt in enumerate(prompts):
-        ids = tok.encode(prompt)
-        for j, answer in enumerate(answers):
-            a = answer_ids(tok, prompt, answer)
-            rows.append((i, j, ids + a[:-1], len(ids)))
-    out = [[0.0] * len(answers) for _ in prompts]
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        T = max(len(r[2]) for r in chunk)
-        tokens = torch.zeros(len(chunk), T, dtype=torch.long)
-        for b, r in enumerate(chunk):
-            tokens[b, : len(r[2])] = torch.tensor(r[2])
-        tokens = tokens.to(model.device)
-        positions = torch.arange(T, device=model.device)
-        h = model.run_blocks(model.embed_tokens(tokens), positions)  # (B, T, D)
-        for b, (i, j, seq, n_prompt) in enumerate(chunk):
-            targets = [*seq[n_prompt:], answer_ids(tok, prompts[i], answers[j])[-1]]
-            pos = torch.arange(n_prompt - 1, n_prompt - 1 + len(targets), device=model.device)
-            log_p = torch.log_softmax(model.unembed_residual(h[b : b + 1, pos]).float()[0], -1)
-            picked = log_p[torch.arange(len(targets)), torch.tensor(targets, device=model.device)]
-            out[i][j] = float(picked.mean().exp())
-    return out
 
 
 def ngram_entropy(
@@ -182,7 +151,7 @@ def harmonic_mean(values: Sequence[float]) -> float:
 
 
 @dataclass
-class EvaluationSummary:
+class EvaluationSummary(Result):
     """CounterFact's table row for a set of edits: means over facts, in percent for the
     rates (as ROME reports them)."""
 
@@ -198,9 +167,6 @@ class EvaluationSummary:
     perplexity_pre: float | None
     perplexity_post: float | None
     edit: dict[str, Any] = field(default_factory=dict)  # edit_means: reach, ρ, λ, null space
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.edit_html import summary_html
@@ -271,7 +237,8 @@ def batch_halves(known: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     every second fact of each answer to edit, the others left unedited as their neighbours
     (`known_neighbourhood(..., edited=...)`), so that each answer has facts on both sides."""
     seen: dict[str, int] = {}
-    to_edit, bystanders = [], []
+    to_edit: list[Any] = []
+    bystanders: list[Any] = []
     for record in known:
         rank = seen[record.answer] = seen.get(record.answer, -1) + 1
         (to_edit if rank % 2 == 0 else bystanders).append(record)
@@ -401,9 +368,8 @@ def run_edit_eval(
         chunks = (
             [todo[i : i + 1] for i in range(len(todo))] if sequential else [todo] if todo else []
         )
-        from tqdm import tqdm
-
-        for chunk in tqdm(chunks, desc="editing", disable=not progress or len(chunks) < 2):
+        bar = progress_bar(len(chunks), progress and len(chunks) >= 2, "editing", leave=True)
+        for chunk in chunks:
             requests = [fact_request(r) for r in chunk]
             if method == "rome":
                 handle = edit(lm, requests, "rome", layer, hparams=hparams, stats=stats)
@@ -432,6 +398,8 @@ def run_edit_eval(
                 {"done": done_ids, "weights": changed, "state": state, "reports": reports},
                 checkpoint,
             )
+            bar.update(1)
+        bar.close()
         post_records = run_sweep(
             run_dir / "post", facts, lambda r: {"id": r.id, "post": _score(lm, r, fluency_tokens)},
             meta=meta, force=force, progress=progress, desc="scoring after",

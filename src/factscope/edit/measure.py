@@ -7,7 +7,7 @@ prompt, else this subject (its paraphrases and neighbourhood); the packaged rela
 template gives this prompt (its paraphrase templates, no neighbours); otherwise the prompt
 behind two unrelated sentences (ROME's way of asking the same thing in another context).
 
-Measurement: p(new) and p(old) as CounterFact scores them (`answer_probabilities`: every
+Measurement: p(new) and p(old) as CounterFact scores them (`answer_probabilities`, here: every
 token of the answer, length-normalised), and the model's top next token.
 
 Recall (`recall`): where in the network an answer is read out — the logit lens's p(answer)
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from factscope.edit.evaluate import answer_probabilities
+from factscope.edit.request import answer_ids
 from factscope.load import LoadedModel
 
 CONTEXTS = ("The meeting was moved to the afternoon. ", "It rained all day in the city. ")
@@ -76,6 +76,39 @@ def dataset_prompts(prompt: str, subject: str) -> tuple[list[str], list[str]]:
             templates = dataset.relation.paraphrase_templates
             return [t.replace("{}", subject) for t in templates[:3]], []
     return [], []
+
+
+@torch.no_grad()
+def answer_probabilities(
+    lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 32
+) -> list[list[float]]:
+    """p(answer | prompt) per prompt and answer (length-normalised, CounterFact's), as
+    [[p(answers[0]), p(answers[1]), ...] per prompt]. Rows are right-padded into batches
+    and only the scored positions are unembedded."""
+    model, tok = lm.model, lm.tokenizer
+    rows: list[tuple[int, int, list[int], int]] = []  # prompt, answer, tokens, prompt length
+    for i, prompt in enumerate(prompts):
+        ids = tok.encode(prompt)
+        for j, answer in enumerate(answers):
+            a = answer_ids(tok, prompt, answer)
+            rows.append((i, j, ids + a[:-1], len(ids)))
+    out = [[0.0] * len(answers) for _ in prompts]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        T = max(len(r[2]) for r in chunk)
+        tokens = torch.zeros(len(chunk), T, dtype=torch.long)
+        for b, r in enumerate(chunk):
+            tokens[b, : len(r[2])] = torch.tensor(r[2])
+        tokens = tokens.to(model.device)
+        positions = torch.arange(T, device=model.device)
+        h = model.run_blocks(model.embed_tokens(tokens), positions)  # (B, T, D)
+        for b, (i, j, seq, n_prompt) in enumerate(chunk):
+            targets = [*seq[n_prompt:], answer_ids(tok, prompts[i], answers[j])[-1]]
+            pos = torch.arange(n_prompt - 1, n_prompt - 1 + len(targets), device=model.device)
+            log_p = torch.log_softmax(model.unembed_residual(h[b : b + 1, pos]).float()[0], -1)
+            picked = log_p[torch.arange(len(targets)), torch.tensor(targets, device=model.device)]
+            out[i][j] = float(picked.mean().exp())
+    return out
 
 
 @torch.inference_mode()

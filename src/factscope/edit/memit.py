@@ -43,10 +43,11 @@ from factscope.edit.handle import EditHandle, mlp_of
 from factscope.edit.postnorm import nearest_reachable
 from factscope.edit.request import EditRequest, PromptBatch, answer_ids, build_batch, keys_at
 from factscope.edit.stats import KeyStats
-from factscope.edit.target import cached_delta
+from factscope.edit.target import cached_delta, delta_settings
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.model import Transformer
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -369,8 +370,6 @@ def apply_memit(
     editing (created from the statistics when None, and updated in place). `cache_targets`:
     reuse each fact's z from the disk cache when the same weights and prompts made it
     before (`target.cached_delta`)."""
-    from tqdm import tqdm
-
     from factscope.edit.stats import identity_stats, layer_stats
 
     if method not in ("memit", "alphaedit"):
@@ -410,14 +409,21 @@ def apply_memit(
     # 1. z for every fact: the residual after the last edit layer that says the new answer
     zs, z_losses = [], []
     fingerprint = weights_fingerprint(model) if cache_targets else None
-    for b in tqdm(batches, desc="z (target residuals)", disable=not progress):
+    bar = progress_bar(len(batches), progress, "z (target residuals)", leave=True)
+    for b in batches:
         d = cached_delta(
-            model, b, z_layer, "resid", hparams.v_num_grad_steps, hparams.v_lr,
-            hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
-            hparams.early_stop_loss, fingerprint=fingerprint, use_cache=cache_targets,
-        )  # fmt: skip
+            model,
+            b,
+            z_layer,
+            "resid",
+            delta_settings(hparams),
+            fingerprint=fingerprint,
+            use_cache=cache_targets,
+        )
         z_losses.append(d.losses)
         zs.append(d.delta)
+        bar.update(1)
+    bar.close()
     _, _, h0 = _bare_states(model, batches, z_layer, z_layer)
     z = h0.double() + torch.stack(zs).double()  # (n, D)
 

@@ -48,7 +48,7 @@ from factscope.edit.request import (
     keys_at,
 )
 from factscope.edit.stats import KeyStats
-from factscope.edit.target import DeltaResult, cached_delta
+from factscope.edit.target import DeltaResult, cached_delta, delta_settings
 from factscope.errors import FactscopeError
 
 if TYPE_CHECKING:
@@ -169,11 +169,7 @@ def compute_rome(
         tok, contexts, request.prompt, request.subject, target, [hparams.kl_prompt], model.device
     )
     k_star = keys_at(model, batch, layer)[: batch.n_rewrite].mean(0)  # (F,)
-    result = cached_delta(
-        model, batch, layer, "mlp_down", hparams.v_num_grad_steps, hparams.v_lr,
-        hparams.v_weight_decay, hparams.clamp_norm_factor, hparams.kl_factor,
-        hparams.early_stop_loss,
-    )  # fmt: skip
+    result = cached_delta(model, batch, layer, "mlp_down", delta_settings(hparams))
     W = mlp_of(model, layer).down_proj.weight.detach()
     with torch.no_grad():
         v_star = W.float() @ k_star.float() + result.delta  # the value to store at k*

@@ -33,6 +33,7 @@ from factscope.edit.fingerprint import model_fingerprint
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.model import Transformer
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.tokenizer import Tokenizer
@@ -112,8 +113,6 @@ def collect_key_stats(
 
     Pieces are batched by length (right-padded: attention is causal, so padding after a
     piece cannot change it) and only blocks 0..max(layers) run."""
-    from tqdm import tqdm
-
     layers = sorted(set(layers))
     pieces = corpus_pieces(tokenizer, corpus, n_tokens, seq_len)
     have = sum(len(p) - (tokenizer.bos_id is not None) for p in pieces)
@@ -132,7 +131,7 @@ def collect_key_stats(
         keys[int(site.split(".")[1])] = x
 
     pieces.sort(key=len, reverse=True)
-    bar = tqdm(total=have, unit="tok", desc="key statistics", disable=not progress)
+    bar = progress_bar(have, progress, "key statistics", "tok", leave=True)
     sites = {f"blocks.{l}.mlp.post": record for l in layers}
     for start in range(0, len(pieces), batch_size):
         batch = pieces[start : start + batch_size]

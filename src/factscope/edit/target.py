@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,44 @@ class Adam:
         m_hat = self.m / (1 - b1**self.t)
         v_hat = self.v / (1 - b2**self.t)
         self.param.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+
+
+@dataclass(frozen=True)
+class DeltaSettings:
+    """How δ is optimised: Adam for `n_steps` at `lr`, the weight decay, the clamp on ‖δ‖ (a
+    multiple of the value's norm), the KL term's weight and the loss that stops early."""
+
+    n_steps: int
+    lr: float
+    weight_decay: float
+    clamp_norm_factor: float
+    kl_factor: float
+    early_stop_loss: float
+
+
+class TargetHyperParams(Protocol):
+    """What ROME's and MEMIT's hyperparameters say about the target (ROME's `v_*` names)."""
+
+    @property
+    def v_num_grad_steps(self) -> int: ...
+    @property
+    def v_lr(self) -> float: ...
+    @property
+    def v_weight_decay(self) -> float: ...
+    @property
+    def clamp_norm_factor(self) -> float: ...
+    @property
+    def kl_factor(self) -> float: ...
+    @property
+    def early_stop_loss(self) -> float: ...
+
+
+def delta_settings(hparams: TargetHyperParams) -> DeltaSettings:
+    """The target's settings out of a method's hyperparameters."""
+    return DeltaSettings(
+        hparams.v_num_grad_steps, hparams.v_lr, hparams.v_weight_decay,
+        hparams.clamp_norm_factor, hparams.kl_factor, hparams.early_stop_loss,
+    )  # fmt: skip
 
 
 @dataclass
@@ -153,12 +191,7 @@ def optimise_delta(
     batch: PromptBatch,
     layer: int,
     injection: Injection,
-    n_steps: int,
-    lr: float,
-    weight_decay: float,
-    clamp_norm_factor: float,
-    kl_factor: float,
-    early_stop_loss: float,
+    settings: DeltaSettings,
 ) -> DeltaResult:
     """Optimise a vector δ added at every row's subject's last token in `layer` so the
     rewriting rows predict their targets (ROME's compute_v, MEMIT's compute_z).
@@ -166,6 +199,8 @@ def optimise_delta(
     injection "mlp_down": δ is added to the output of down_proj (before Gemma's post-norm);
     "resid": to the block's output (the residual stream), as MEMIT does. Only the blocks
     from `layer` up are recomputed per step and only scored positions are unembedded."""
+    n_steps, lr, weight_decay = settings.n_steps, settings.lr, settings.weight_decay
+    clamp_norm_factor, kl_factor = settings.clamp_norm_factor, settings.kl_factor
     B = batch.tokens.shape[0]
     start = layer_start(model, batch, layer, injection)
     init = start.base[0, batch.lookup[0]].detach().float()  # the bare prompt's value
@@ -203,7 +238,7 @@ def optimise_delta(
             }
         )
         steps = it + 1
-        if loss.item() < early_stop_loss or it == n_steps - 1:
+        if loss.item() < settings.early_stop_loss or it == n_steps - 1:
             break
         (grad,) = torch.autograd.grad(loss, [delta])
         opt.step(grad)
@@ -229,12 +264,7 @@ def cached_delta(
     batch: PromptBatch,
     layer: int,
     injection: Injection,
-    n_steps: int,
-    lr: float,
-    weight_decay: float,
-    clamp_norm_factor: float,
-    kl_factor: float,
-    early_stop_loss: float,
+    settings: DeltaSettings,
     *,
     fingerprint: str | None = None,
     use_cache: bool = True,
@@ -248,12 +278,13 @@ def cached_delta(
     batch's tokens, subject positions and scored tokens (prompt, prefixes, answer, KL
     prompts), the layer, the injection point and the optimiser's settings.
     `fingerprint`: the weights' digest when the caller already has it (it costs ~0.1 s)."""
-    settings = (n_steps, lr, weight_decay, clamp_norm_factor, kl_factor, early_stop_loss)
     if not use_cache:
-        return optimise_delta(model, batch, layer, injection, *settings)
+        return optimise_delta(model, batch, layer, injection, settings)
     if fingerprint is None:
         fingerprint = weights_fingerprint(model)
-    h = hashlib.sha256(f"v{TARGET_FORMAT}|{fingerprint}|{layer}|{injection}|{settings}".encode())
+    h = hashlib.sha256(
+        f"v{TARGET_FORMAT}|{fingerprint}|{layer}|{injection}|{astuple(settings)}".encode()
+    )
     for t in (batch.tokens, batch.lookup, batch.target_rows, batch.target_pos, batch.target_ids):
         h.update(t.cpu().numpy().tobytes())
     h.update(repr((batch.n_rewrite, batch.lengths)).encode())
@@ -264,7 +295,7 @@ def cached_delta(
             saved["delta"].to(model.device), float(saved["init_norm"]), list(saved["losses"]),
             int(saved["steps"]),
         )  # fmt: skip
-    result = optimise_delta(model, batch, layer, injection, *settings)
+    result = optimise_delta(model, batch, layer, injection, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.model import Block, Transformer
+from factscope.progress import progress_bar
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -121,15 +122,13 @@ def collect(
 ) -> Path:
     """Write the activations of `sequences` (N, T) at `layer` into `folder`, one shard per
     SEQS_PER_SHARD sequences; shards already there are kept (a killed run resumes)."""
-    from tqdm import tqdm
-
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / "meta.json"
     if meta.exists() and json.loads(meta.read_text()) != asdict(info):
         raise FactscopeError(f"{folder} holds other activations; remove it or choose another")
     meta.write_text(json.dumps(asdict(info), indent=1) + "\n")
     n_tokens = sequences.shape[0] * (sequences.shape[1] - 1)
-    bar = tqdm(total=n_tokens, unit="tok", desc=f"activations L{layer}", disable=not progress)
+    bar = progress_bar(n_tokens, progress, f"activations L{layer}", "tok", leave=True)
     for shard in range(info.n_shards):
         rows = sequences[shard * SEQS_PER_SHARD : (shard + 1) * SEQS_PER_SHARD]
         path = folder / f"shard-{shard:05d}.safetensors"
@@ -271,7 +270,7 @@ def cached_activations(
     """(train, held-out) activations of `layer` over the corpus, collected once and cached
     under `$FACTSCOPE_CACHE/features/`; the sequences are shuffled before collection so
     that every shard mixes the corpus's kinds of text."""
-    from factscope.edit.stats import model_fingerprint
+    from factscope.edit.fingerprint import model_fingerprint
     from factscope.features.corpus import load_text_corpus, pack_sequences
     from factscope.weights.cache import cache_root
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from factscope.edit.corpus import Corpus
 from factscope.errors import FactscopeError
 
 if TYPE_CHECKING:
@@ -40,18 +41,9 @@ MIN_DOCSTRING_CHARS = 200
 
 
 @dataclass(frozen=True)
-class TextCorpus:
-    """Named documents; `digest` names the text in cache keys."""
-
-    name: str
-    documents: tuple[str, ...]
-
-    @property
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for doc in self.documents:
-            h.update(doc.encode("utf-8") + b"\0")
-        return h.hexdigest()[:16]
+class TextCorpus(Corpus):
+    """Named documents (the editing statistics' `Corpus`: `digest` names the text in cache
+    keys) that split themselves into training and held-out text."""
 
     def split(self) -> tuple[TextCorpus, TextCorpus]:
         """(train, held-out): a document is held out when the hash of its text says so."""

@@ -19,7 +19,7 @@ athletes, how many other subjects activate them, beside the top neurons of read/
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from factscope.errors import FactscopeError
 from factscope.features.activations import DiskStore
 from factscope.features.metrics import splice
 from factscope.features.sae import SparseDictionary
+from factscope.result import Result
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
@@ -50,7 +51,7 @@ class Dashboard:
 
 
 @dataclass
-class FeaturesResult:
+class FeaturesResult(Result):
     prompt: str
     tokens: list[str]
     subject_position: int | None
@@ -62,9 +63,6 @@ class FeaturesResult:
     attribution: list[dict[str, Any]]  # {position, latent, act, grad_x_act, ablation_delta}
     interventions: list[dict[str, Any]]
     top_predictions: list[tuple[str, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _answer_id(lm: LoadedModel, answer: str) -> int:

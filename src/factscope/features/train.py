@@ -23,6 +23,7 @@ from torch import Tensor
 from factscope.errors import FactscopeError
 from factscope.features.activations import ShuffledBatches
 from factscope.features.sae import SAEConfig, SparseDictionary, dictionary_loss, geometric_median
+from factscope.progress import progress_bar
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -107,8 +108,6 @@ def train_dictionary(
 ) -> tuple[SparseDictionary, list[dict[str, float]]]:
     """Train (or continue training) in `run_dir`; returns the dictionary (scales not yet
     folded) and the logged history. `stop_at` ends after that step as a kill would (tests)."""
-    from tqdm import tqdm
-
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
@@ -147,9 +146,7 @@ def train_dictionary(
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)
 
-    bar = tqdm(
-        total=tc.n_steps, initial=step, unit="step", desc=f"train {cfg.kind}", disable=not progress
-    )
+    bar = progress_bar(tc.n_steps, progress, f"train {cfg.kind}", "step", initial=step, leave=True)
     while step < tc.n_steps:
         batch = {k: v.to(device) for k, v in batches.batch(step).items()}
         x, target = _inputs(sae, batch)

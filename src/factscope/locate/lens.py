@@ -26,7 +26,6 @@ and the heads of a layer add up to its attention output exactly.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -39,6 +38,7 @@ from factscope.load import LoadedModel
 from factscope.locate.prompts import AnswerToken, answer_token, encode_prompt, predicted_answer
 from factscope.model import Attention, LayerNorm, RMSNorm, Transformer
 from factscope.norms import frozen_rms_scale, norm_readout
+from factscope.result import Result
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 
@@ -71,7 +71,7 @@ def lens_residuals(model: Transformer, tokens: Tensor) -> Tensor:
 
 
 @dataclass
-class LensResult:
+class LensResult(Result):
     """The logit lens at the last position, one row per residual stream (`layers`).
 
     Row i < L is the residual entering block i (row 0: embeddings only); row L is the
@@ -95,9 +95,6 @@ class LensResult:
     top1_tokens: list[list[str]] | None = None  # (rows, T)
     top1_probs: list[list[float]] | None = None  # (rows, T)
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         """The logit lens as the reports draw it, inline in a notebook."""
@@ -171,7 +168,7 @@ def logit_lens(
 
 
 @dataclass
-class DLAResult:
+class DLAResult(Result):
     """Direct logit attribution of the answer at the last position.
 
     `logit` is the model's real logit of the answer (minus the baseline's, if given);
@@ -195,9 +192,6 @@ class DLAResult:
     heads: list[list[float]]  # (L, H)
     norm_bias: float = 0.0  # the final LayerNorm's bias . direction, a constant (GPT-2, Pythia)
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         """The attribution as the reports draw it, inline in a notebook."""

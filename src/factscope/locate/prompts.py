@@ -10,6 +10,7 @@ answer has more than one token, so results can carry that caveat.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,6 +38,10 @@ class AnswerToken:
             f"answer {self.text!r} is {self.n_tokens} tokens; only its first, "
             f"{self.token!r}, is scored"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as a result records it: text, id, token and the note (or None)."""
+        return {"text": self.text, "id": self.id, "token": self.token, "note": self.note}
 
 
 def encode_prompt(model: Transformer, tokenizer: Tokenizer, prompt: str) -> Tensor:

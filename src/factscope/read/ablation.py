@@ -8,10 +8,9 @@ batch reuses the keys/values of the tokens before it (`SuffixRunner`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -21,6 +20,7 @@ from factscope.hooks import HookFn
 from factscope.model import Transformer
 from factscope.progress import Bar
 from factscope.read.suffix import ForwardCount, SuffixRunner
+from factscope.result import Result
 
 AblationMode = Literal["zero", "mean"]
 ABLATION_MODES: tuple[AblationMode, ...] = ("zero", "mean")
@@ -90,7 +90,7 @@ def ablated_answer_probs(
 
 
 @dataclass
-class AblationCurve:
+class AblationCurve(Result):
     """p(answer) as the top-k neurons of `position`'s ranking are ablated there (`mode`:
     zero or mean), against `draws` sets of k random neurons drawn from the same layers
     (same count per layer, none of the top k)."""
@@ -105,9 +105,6 @@ class AblationCurve:
     random_std: list[float]  # (K,)
     random_min: list[float]  # (K,)
     random_max: list[float]  # (K,)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def random_like(

@@ -21,7 +21,6 @@ Two readings of the idea that facts live as directions in a d_model-dimensional 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from factscope.locate.prompts import answer_token, encode_prompt, predicted_answ
 from factscope.model import Transformer
 from factscope.norms import frozen_rms_scale
 from factscope.read.names import relation_prompts
+from factscope.result import Result
 from factscope.tokenizer import Tokenizer, spell_tokens
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ DEFAULT_TEMPLATE = "{} plays the sport of"
 
 
 @dataclass
-class ProjectionResult:
+class ProjectionResult(Result):
     """The residual streams of one prompt read along W_U[answer]. Rows (`layers`): the
     stream entering each block, then the final one; columns: tokens."""
 
@@ -59,9 +59,6 @@ class ProjectionResult:
     lens_logit: list[list[float]]  # (R, T): final_norm(resid) . W_U[a]
     answer_rank: list[int]  # (R,) lens rank of the answer at the final token, 0 = top
     first_top_layer: int | None  # first row from which the answer stays the lens's top-1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @torch.no_grad()
@@ -119,7 +116,7 @@ class MeanClass:
 
 
 @dataclass
-class MeanDirections:
+class MeanDirections(Result):
     """Difference-of-means directions of a relation's answers at one residual site."""
 
     template: str
@@ -130,9 +127,6 @@ class MeanDirections:
     cosines: list[list[float]]  # (C, C) between directions
     prompts: list[dict[str, Any]]  # prompt, subject, answer, known, share
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def residual_site(model: Transformer, layer: int | None) -> str:
@@ -255,16 +249,13 @@ def mean_directions(
 
 
 @dataclass
-class DirectionsResult:
+class DirectionsResult(Result):
     """`factscope directions`: the answer's projection on one prompt, and a relation's
     difference-of-means directions."""
 
     model: str
     projection: ProjectionResult | None
     means: MeanDirections | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.reading_html import directions_fragment
@@ -293,12 +284,7 @@ def read_directions(
     projection = answer_projection(
         model, tokens, target.id, tokenizer=tokenizer, model_name=loaded.name, prompt=prompt
     )
-    projection.answer = {
-        "text": target.text,
-        "id": target.id,
-        "token": target.token,
-        "note": target.note,
-    }
+    projection.answer = target.to_dict()
     triples = list(relation) if relation is not None else relation_prompts(template)
     means = mean_directions(model, tokenizer, triples, layer=layer, template=template)
     return DirectionsResult(model=loaded.name, projection=projection, means=means)

@@ -1,6 +1,6 @@
 """How perpendicular a real model's weight directions are, against random ones.
 
-The statistics of superposition.py (the angles between pairs of unit vectors, the Welch and
+The statistics of angles.py (the angles between pairs of unit vectors, the Welch and
 frame bounds) measured on a model's own directions: MLP gate and up rows, down-projection
 columns, unembedding rows, per layer, each against random directions of the same number
 and dimension. Directions packed tighter than random would be a sign of superposition.
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.progress import Steps
-from factscope.read.superposition import (
+from factscope.read.angles import (
     BIN_DEGREES,
     AngleStats,
     angle_stats,

@@ -9,7 +9,6 @@ the same layers (ablation.py).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,25 +44,19 @@ from factscope.read.neuron_scores import (
     ranking,
     subject_attribution,
 )
+from factscope.read.reading import FactReading, fact_fields
 from factscope.read.suffix import ForwardCount
-from factscope.tokenizer import spell_tokens
 
 if TYPE_CHECKING:
     from factscope.load import LoadedModel
 
 
 @dataclass
-class NeuronsResult:
+class NeuronsResult(FactReading):
     """Every neuron scored at the last subject token and at the final token, the top ones up
     close, and ablation curves. `scores[position]` is (L, F), to 6 significant digits (the
     top neurons' `score` has full precision); `methods` names each score."""
 
-    model: str
-    prompt: str
-    subject: str
-    answer: dict[str, Any]  # text, id, token, note
-    tokens: list[str]
-    subject_span: list[int]  # [start, stop)
     positions: dict[str, int]  # "subject" / "final" -> token index
     gated: bool
     clean_p: float
@@ -79,9 +72,6 @@ class NeuronsResult:
     ablation: list[AblationCurve]
     forward_passes: dict[str, int]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.reading_html import neurons_fragment
@@ -203,12 +193,7 @@ def find_neurons(
         )
     bar.close()
     return NeuronsResult(
-        model=loaded.name,
-        prompt=prompt,
-        subject=subject,
-        answer={"text": target.text, "id": target.id, "token": target.token, "note": target.note},
-        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
-        subject_span=[span[0], span[1]],
+        **fact_fields(loaded.name, prompt, subject, target, tokenizer, tokens, span),
         positions=where,
         gated=cfg.gated_mlp,
         clean_p=clean_p,

@@ -20,10 +20,9 @@ keys and values of the other tokens (`SuffixRunner` with start T - 1).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor
@@ -35,6 +34,7 @@ from factscope.locate.lens import direct_logit_attribution
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
 from factscope.model import Attention, Transformer
 from factscope.norms import frozen_rms_scale
+from factscope.read.reading import FactReading, fact_fields
 from factscope.read.suffix import ForwardCount, SuffixRunner
 from factscope.tokenizer import Tokenizer, spell_tokens
 
@@ -113,16 +113,10 @@ class HeadReadout:
 
 
 @dataclass
-class KnockoutResult:
+class KnockoutResult(FactReading):
     """p(answer) with the final token's attention to each source blocked in a window of
     `window` layers centred on each layer (`windows[i]` = [first, last] layer)."""
 
-    model: str
-    prompt: str
-    subject: str
-    answer: dict[str, Any]
-    tokens: list[str]
-    subject_span: list[int]
     window: int
     starts: list[int]  # the centre layer of each window
     windows: list[list[int]]  # [first, last] layer of each window
@@ -133,9 +127,6 @@ class KnockoutResult:
     heads: list[HeadReadout]
     forward_passes: dict[str, int]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def _repr_html_(self) -> str:
         from factscope.report.reading_html import knockout_fragment
@@ -239,12 +230,7 @@ def knock_out(
     heads = answer_heads(model, tokens, target.id, span, n_heads, tokenizer=tokenizer)
     count.add(2, tokens.shape[1])  # the DLA run and the pattern cache
     return KnockoutResult(
-        model=loaded.name,
-        prompt=prompt,
-        subject=subject,
-        answer={"text": target.text, "id": target.id, "token": target.token, "note": target.note},
-        tokens=spell_tokens(tokenizer, tokens[0].tolist()),
-        subject_span=[span[0], span[1]],
+        **fact_fields(loaded.name, prompt, subject, target, tokenizer, tokens, span),
         window=window,
         starts=list(range(L)),
         windows=[[w[0], w[-1]] for w in windows],

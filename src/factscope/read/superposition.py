@@ -19,26 +19,18 @@ Only the upper triangle of G is formed (G and S are symmetric), one block of row
 time, so a step costs 3 N^2 d floating-point operations (N^2 d for the half Gram matrix,
 2 N^2 d for S V) and O(block x N) memory.
 
-Geometry limits what any optimiser can reach. For N > d unit vectors in d dimensions:
-
-- Welch bound: max_{i != j} |cos| >= sqrt((N - d) / (d (N - 1))).
-- Frame bound: mean over pairs of cos^2 >= (N/d - 1) / (N - 1), with equality for a tight
-  frame. Random directions already have E[cos^2] = 1/d, within a hair of it.
-
-For N = 10,000 and d = 100 both give about 0.0995: some pair must be at least 5.7 degrees
-from perpendicular, and the root-mean-square angle from 90 degrees is at least 5.7 degrees,
-so "every pair between 89 and 91 degrees" (|cos| <= 0.0175) is impossible.
-
-`capacity_curve` asks the converse: for a tolerance eps, how many directions can the
-optimiser place with every |cos| <= eps, as d grows. model_angles.py measures the same
-statistics for a real model's weight directions.
+Geometry limits what any optimiser can reach: angles.py has the Welch and frame bounds
+(for N = 10,000 and d = 100 some pair must be at least 5.7 degrees from perpendicular, so
+"every pair between 89 and 91 degrees" is impossible) and the angle statistics.
+capacity.py asks the converse: for a tolerance eps, how many directions can the optimiser
+place with every |cos| <= eps, as d grows. model_angles.py measures the same statistics
+for a real model's weight directions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,12 +39,17 @@ from torch._C._nn import softshrink  # the out= form: one in-place pass over the
 
 from factscope.errors import FactscopeError
 from factscope.progress import Steps
+from factscope.read.angles import (
+    AngleStats,
+    angle_stats,
+    frame_bound,
+    random_directions,
+    welch_bound,
+)
 
 VIDEO_CUTOFF = 0.01  # the scene code's dot_diff_cutoff
 VIDEO_LR = 0.01
 VIDEO_STEPS = 250
-BIN_DEGREES = 0.1  # histogram resolution: 1800 bins over 0..180 degrees
-NEAR_LOW, NEAR_HIGH = 89.0, 91.0  # the video's "between 89 and 91 degrees"
 
 
 # The penalty on each |dot product| past the cutoff: the scene code's, and a variant.
@@ -65,136 +62,7 @@ LOSS_MEANING = {
 }
 
 
-# ---- bounds -------------------------------------------------------------------------------
-
-
-def welch_bound(n: int, dim: int) -> float:
-    """The smallest possible max |cos| among `n` unit vectors in `dim` dimensions (Welch,
-    1974): sqrt((n - d) / (d (n - 1))); 0 when n <= d (an orthonormal set exists)."""
-    if n <= dim:
-        return 0.0
-    return math.sqrt((n - dim) / (dim * (n - 1)))
-
-
-def frame_bound(n: int, dim: int) -> float:
-    """The smallest possible mean of cos^2 over pairs i != j of `n` unit vectors in `dim`
-    dimensions: (n/d - 1) / (n - 1), reached by a tight frame; 0 when n <= d.
-
-    From ||V V^T||_F^2 >= (sum_i ||v_i||^2)^2 / d = n^2 / d: the Gram matrix has rank <= d.
-    """
-    if n <= dim:
-        return 0.0
-    return (n / dim - 1) / (n - 1)
-
-
-def welch_capacity(eps: float, dim: int) -> int | None:
-    """The largest n the Welch bound allows with every |cos| <= eps in `dim` dimensions, or
-    None when the bound allows any n (d eps^2 >= 1: only other bounds, much weaker, apply)."""
-    if dim * eps * eps >= 1:
-        return None
-    return math.floor(dim * (1 - eps * eps) / (1 - dim * eps * eps) + 1e-9)
-
-
-# ---- angle statistics ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AngleStats:
-    """The angles between every pair of `n` directions in `dim` dimensions.
-
-    `histogram[k]` counts pairs whose angle lies in [k, k+1) x `bin_degrees` degrees (the
-    last bin includes 180). Cosines are between the normalised vectors.
-    """
-
-    n: int
-    dim: int
-    pairs: int
-    max_abs_cos: float
-    rms_cos: float  # sqrt(mean cos^2): the frame bound's quantity
-    mean_abs_cos: float
-    mean_cos: float  # signed: far from 0 when the directions share a common component
-    share_89_91: float  # share of pairs with angle within [89, 91] degrees
-    min_angle: float  # degrees: the angle furthest below 90
-    max_angle: float  # degrees: the angle furthest above 90
-    bin_degrees: float
-    histogram: list[int]
-
-    @property
-    def max_deviation_degrees(self) -> float:
-        """How far from 90 degrees the worst pair is."""
-        return math.degrees(math.asin(min(1.0, self.max_abs_cos)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "max_deviation_degrees": self.max_deviation_degrees}
-
-
-def _unit_rows(vectors: Tensor) -> Tensor:
-    norms = vectors.norm(dim=1, keepdim=True)
-    if bool((norms == 0).any()):
-        raise FactscopeError("a direction is the zero vector; angles need nonzero vectors")
-    return vectors / norms
-
-
-def angle_stats(
-    vectors: Tensor, *, block: int = 1024, bin_degrees: float = BIN_DEGREES
-) -> AngleStats:
-    """Statistics of the angles between all pairs of rows of `vectors` (N, d), computed a
-    block of rows at a time (each unordered pair once) so N can be tens of thousands."""
-    if vectors.ndim != 2 or vectors.shape[0] < 2:
-        raise FactscopeError("need a matrix of at least 2 directions, one per row")
-    u = _unit_rows(
-        vectors.detach().to(torch.float64 if vectors.dtype == torch.float64 else torch.float32)
-    )
-    n, dim = u.shape
-    bins = round(180 / bin_degrees)
-    histogram = torch.zeros(bins, dtype=torch.float64)
-    cos_hi, cos_lo = math.cos(math.radians(NEAR_LOW)), math.cos(math.radians(NEAR_HIGH))
-    max_abs, sum_sq, sum_abs, sum_cos, near = 0.0, 0.0, 0.0, 0.0, 0
-    max_cos, min_cos = -1.0, 1.0
-    with torch.no_grad():
-        for start in range(0, n - 1, block):
-            stop = min(start + block, n)
-            cos = u[start:stop] @ u[start:].T  # (b, n - start): rows vs every later row
-            upper = torch.ones(stop - start, n - start, dtype=torch.bool).triu(1)
-            c = cos[upper].clamp_(-1.0, 1.0)  # each pair (i < j) once
-            if c.numel() == 0:
-                continue
-            max_abs = max(max_abs, float(c.abs().max()))
-            max_cos, min_cos = max(max_cos, float(c.max())), min(min_cos, float(c.min()))
-            sum_sq += float(c.double().square().sum())
-            sum_abs += float(c.double().abs().sum())
-            sum_cos += float(c.double().sum())
-            near += int(((c >= cos_lo) & (c <= cos_hi)).sum())
-            angles = torch.rad2deg(torch.acos(c))
-            histogram += torch.histc(angles.double(), bins=bins, min=0.0, max=180.0)
-    pairs = n * (n - 1) // 2
-    return AngleStats(
-        n=n,
-        dim=dim,
-        pairs=pairs,
-        max_abs_cos=max_abs,
-        rms_cos=math.sqrt(sum_sq / pairs),
-        mean_abs_cos=sum_abs / pairs,
-        mean_cos=sum_cos / pairs,
-        share_89_91=near / pairs,
-        min_angle=math.degrees(math.acos(max_cos)),
-        max_angle=math.degrees(math.acos(min_cos)),
-        bin_degrees=bin_degrees,
-        histogram=[int(x) for x in histogram.tolist()],
-    )
-
-
 # ---- the video's optimiser ----------------------------------------------------------------
-
-
-def random_directions(
-    n: int, dim: int, seed: int = 0, dtype: torch.dtype = torch.float32
-) -> Tensor:
-    """`n` random unit vectors in `dim` dimensions, (n, dim): Gaussian rows, normalised, as
-    the scene code starts."""
-    generator = torch.Generator().manual_seed(seed)
-    v = torch.randn(n, dim, generator=generator, dtype=dtype)
-    return v / v.norm(dim=1, keepdim=True)
 
 
 def jl_step_flops(n: int, dim: int) -> float:
@@ -376,7 +244,7 @@ def run_jl(
 
     if n < 2 or dim < 1:
         raise FactscopeError(f"need at least 2 vectors and 1 dimension (got n={n}, dim={dim})")
-    power = _power(loss)
+    power = loss_power(loss)
     start = random_directions(n, dim, seed)
     before = angle_stats(start)
     began = time.perf_counter()
@@ -393,178 +261,8 @@ def run_jl(
     )  # fmt: skip
 
 
-def _power(loss: str) -> int:
+def loss_power(loss: str) -> int:
+    """The power of relu(|D| - c) that the loss named `loss` (a key of `LOSSES`) uses."""
     if loss not in LOSSES:
         raise FactscopeError(f"--loss {loss!r} is not valid; use one of {', '.join(LOSSES)}")
     return LOSSES[loss]
-
-
-# ---- capacity -----------------------------------------------------------------------------
-
-
-def max_abs_cos(vectors: Tensor, block: int = 1024) -> float:
-    """The largest |cos| over pairs of rows of `vectors` (N, d), a block of rows at a time."""
-    u = _unit_rows(vectors.detach().float())
-    n = u.shape[0]
-    worst = 0.0
-    for start in range(0, n - 1, block):
-        stop = min(start + block, n)
-        cos = (u[start:stop] @ u[start:].T).abs_()  # (b, n - start)
-        cos[:, : stop - start].triu_(1)  # keep only pairs j > i
-        worst = max(worst, float(cos.max()))
-    return worst
-
-
-@dataclass(frozen=True)
-class CapacityPoint:
-    """For one (eps, d): the largest N the optimiser fitted with every |cos| <= eps."""
-
-    eps: float
-    dim: int
-    largest_n: int  # the largest N that succeeded
-    capped: bool  # True when the search hit `max_n` (the real capacity may be larger)
-    first_failure: int | None  # the smallest N tried that failed (None if none failed)
-    welch_capacity: int | None  # what the Welch bound allows (None: no limit from it)
-    trials: list[tuple[int, float]]  # (N, achieved max |cos|) for every N tried
-
-
-@dataclass(frozen=True)
-class CapacityResult:
-    """The capacity curve: for each eps, the largest N as the dimension grows."""
-
-    eps: list[float]
-    dims: list[int]
-    steps: int
-    lr: float
-    max_n: int
-    tolerance: float
-    seed: int
-    points: list[CapacityPoint]
-    method: str
-    loss: str = "scene"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "capacity",
-            "eps": list(self.eps),
-            "dims": list(self.dims),
-            "steps": self.steps,
-            "lr": self.lr,
-            "max_n": self.max_n,
-            "tolerance": self.tolerance,
-            "seed": self.seed,
-            "method": self.method,
-            "loss": self.loss,
-            "points": [asdict(p) for p in self.points],
-        }
-
-    def _repr_html_(self) -> str:
-        from factscope.report.superposition_html import capacity_fragment  # display only
-
-        return capacity_fragment(self.to_dict())
-
-
-CAPACITY_METHOD = (
-    "For each (eps, d): the loss below with its cutoff set to 0.9 eps (aiming under eps: "
-    "with the cutoff at eps the worst pairs hover at eps +- the step size), Adam at lr 0.01, "
-    "from random unit vectors (seeded); a trial with N vectors succeeds when every pair of "
-    "the normalised result has |cos| <= eps. N is searched by doubling from d, then by "
-    "bisection on log N until the bracket is within the tolerance; the upper end of the "
-    "search is min(max_n, the Welch bound's limit + 1). Success is not exactly monotone in "
-    "N (each N is one seeded run), so the curve is the optimiser's, not the geometry's."
-)
-
-
-CAPACITY_MARGIN = 0.9  # a capacity trial's loss cutoff, as a fraction of eps
-
-
-def _fits(n: int, dim: int, eps: float, steps: int, lr: float, seed: int, power: int) -> float:
-    """The max |cos| the optimiser reaches for `n` directions in `dim` dimensions."""
-    start = random_directions(n, dim, seed)
-    final, _ = optimize_directions(start, steps, lr=lr, cutoff=CAPACITY_MARGIN * eps, power=power)
-    return max_abs_cos(final)
-
-
-def capacity_point(
-    eps: float,
-    dim: int,
-    *,
-    steps: int = VIDEO_STEPS,
-    lr: float = VIDEO_LR,
-    max_n: int = 2000,
-    tolerance: float = 0.1,
-    seed: int = 0,
-    loss: str = "scene",
-    progress: Callable[[str], None] | None = None,
-) -> CapacityPoint:
-    """The largest N (up to `max_n`) for which the optimiser gets every |cos| <= eps in
-    `dim` dimensions: doubling from N = d, then bisection in log N until hi/lo <= 1 +
-    tolerance."""
-    limit = welch_capacity(eps, dim)
-    ceiling = max_n if limit is None else min(max_n, limit + 1)
-    trials: list[tuple[int, float]] = []
-
-    def ok(n: int) -> bool:
-        achieved = _fits(n, dim, eps, steps, lr, seed, _power(loss))
-        trials.append((n, achieved))
-        if progress is not None:
-            progress(f"eps {eps}, d {dim}: N {n} -> max|cos| {achieved:.4f}")
-        return achieved <= eps
-
-    lo = dim  # N = d always fits (an orthonormal basis); not run
-    if dim >= ceiling:
-        return CapacityPoint(eps, dim, dim, dim >= max_n, None, limit, trials)
-    hi: int | None = None
-    n = min(2 * dim, ceiling)
-    while hi is None:
-        if ok(n):
-            lo = n
-            if n >= ceiling:
-                break
-            n = min(2 * n, ceiling)
-        else:
-            hi = n
-    while hi is not None and hi > lo + 1 and hi / lo > 1 + tolerance:
-        mid = round(math.sqrt(lo * hi))
-        mid = min(max(mid, lo + 1), hi - 1)
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid
-    capped = hi is None and lo >= max_n
-    return CapacityPoint(eps, dim, lo, capped, hi, limit, trials)
-
-
-def capacity_curve(
-    eps_values: Iterable[float] = (0.05, 0.1, 0.2),
-    dims: Iterable[int] = (10, 25, 50, 100, 200),
-    *,
-    steps: int = VIDEO_STEPS,
-    lr: float = VIDEO_LR,
-    max_n: int = 2000,
-    tolerance: float = 0.1,
-    seed: int = 0,
-    loss: str = "scene",
-    progress: Callable[[str], None] | None = None,
-) -> CapacityResult:
-    """`capacity_point` for every eps and dimension (see `CAPACITY_METHOD`)."""
-    eps_list, dim_list = [float(e) for e in eps_values], [int(d) for d in dims]
-    for e in eps_list:
-        if not 0 < e < 1:
-            raise FactscopeError(f"eps must be between 0 and 1 (got {e})")
-    for d in dim_list:
-        if d < 2:
-            raise FactscopeError(f"dimensions must be at least 2 (got {d})")
-    points = [
-        capacity_point(
-            e, d, steps=steps, lr=lr, max_n=max_n, tolerance=tolerance, seed=seed,
-            loss=loss, progress=progress,
-        )
-        for e in eps_list
-        for d in dim_list
-    ]  # fmt: skip
-    _power(loss)  # a known loss
-    method = f"{CAPACITY_METHOD} Loss: {LOSS_MEANING[loss]}."
-    return CapacityResult(
-        eps_list, dim_list, steps, lr, max_n, tolerance, seed, points, method, loss
-    )

@@ -19,7 +19,7 @@ known for every person, so two readings are possible that a real model rarely al
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,20 +27,20 @@ import torch
 
 from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
+from factscope.result import Result
 from factscope.scratch.corpus import FIRST_NAMES, LAST_NAMES, Person
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class AttributeProbe(Result):
+    """How well a linear probe reads one attribute of a person from each site."""
+
     attribute: str
     sites: list[str]
     accuracy: list[float]  # cross-validated accuracy per site
     chance: float
     n_people: int
     prompt: str  # the template the name was read in, {} = the name
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def last_token_states(lm: Any, texts: list[str], sites: list[str]) -> dict[str, np.ndarray]:
@@ -56,7 +56,7 @@ def last_token_states(lm: Any, texts: list[str], sites: list[str]) -> dict[str, 
 
 def probe_attribute(
     lm: Any, people: list[Person], attribute: str, prompt: str = "{}", folds: int = 5
-) -> ProbeResult:
+) -> AttributeProbe:
     """Cross-validated logistic-regression accuracy of `attribute` read from the residual
     after each block (and the embeddings) at the last token of `prompt` with each name."""
     from sklearn.linear_model import LogisticRegression
@@ -75,7 +75,7 @@ def probe_attribute(
         clf = LogisticRegression(max_iter=2000, C=0.5)
         accuracy.append(float(cross_val_score(clf, x, labels, cv=folds).mean()))
     _, counts = np.unique(labels, return_counts=True)
-    return ProbeResult(
+    return AttributeProbe(
         attribute, sites, accuracy, float(counts.max() / counts.sum()), len(people), prompt
     )
 
@@ -84,7 +84,7 @@ CONDITIONS = ("A and B", "A only", "B only", "neither")
 
 
 @dataclass(frozen=True)
-class AndNeurons:
+class AndNeurons(Result):
     """AND-like neurons per layer, counted over people."""
 
     model: str
@@ -95,9 +95,6 @@ class AndNeurons:
     people_with_and: list[float]  # per layer: share of people with at least one
     example_rates: list[list[float]]  # top neurons x CONDITIONS, mean |activation| / threshold
     example_layer: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _name_variants(person: Person, rng: random.Random) -> dict[str, str]:

@@ -217,7 +217,9 @@ class CorpusSettings:
 
 
 @dataclass(frozen=True)
-class Corpus:
+class BiographyCorpus:
+    """The synthetic people, their biographies (training and held-out) and the questions."""
+
     settings: CorpusSettings
     people: list[Person]
     biographies: list[str]
@@ -284,7 +286,7 @@ def questions(person: Person) -> list[QA]:
     ]
 
 
-def make_corpus(settings: CorpusSettings) -> Corpus:
+def make_corpus(settings: CorpusSettings) -> BiographyCorpus:
     """People, biographies in the chosen regime, fresh eval biographies, and QA pairs."""
     if settings.people < 2:
         raise FactscopeError("--people must be at least 2 (some to train on, some held out)")
@@ -312,7 +314,7 @@ def make_corpus(settings: CorpusSettings) -> Corpus:
     sample = rng.sample(people, min(settings.eval_people, len(people)))
     eval_bios = [biography(p, rng, shuffle=True, fullname=settings.fullname) for p in sample]
     qa = [q for person in people for q in questions(person)]
-    return Corpus(settings, people, bios, eval_bios, qa)
+    return BiographyCorpus(settings, people, bios, eval_bios, qa)
 
 
 CORPUS_FILES = (
@@ -320,7 +322,9 @@ CORPUS_FILES = (
 )  # fmt: skip
 
 
-def write_corpus(corpus: Corpus, folder: Path, paths: dict[str, Path] | None = None) -> Path:
+def write_corpus(
+    corpus: BiographyCorpus, folder: Path, paths: dict[str, Path] | None = None
+) -> Path:
     """Write the corpus files (see the module docstring) into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

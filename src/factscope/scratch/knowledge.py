@@ -13,28 +13,26 @@ fine-tuning data: this measures memorised question answering) and the "held-out"
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from factscope.errors import FactscopeError
+from factscope.result import Result
 from factscope.scratch.corpus import QA, read_qa
 
 SPLITS = ("train", "heldout")
 
 
 @dataclass(frozen=True)
-class KnowledgeResult:
+class KnowledgeResult(Result):
     model: str
     accuracy: dict[str, dict[str, float]]  # split -> attribute (and "all") -> accuracy
     counts: dict[str, int]  # split -> number of questions
     first_token_accuracy: dict[str, float]  # split -> accuracy of the answer's first token
     examples: list[dict[str, Any]] = field(default_factory=list)  # a few answers, right or not
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @torch.no_grad()

@@ -44,54 +44,14 @@ from torch import Tensor
 from factscope.config import ModelConfig
 from factscope.errors import FactscopeError
 from factscope.model import Transformer
+from factscope.progress import progress_bar
+from factscope.result import Result
 from factscope.tokenizer import Tokenizer
-
-MLP_KINDS: dict[str, dict[str, Any]] = {
-    "swiglu": dict(gated_mlp=True, activation="silu"),
-    "geglu": dict(gated_mlp=True, activation="gelu_tanh"),
-    "relu": dict(gated_mlp=False, activation="relu"),
-    "gelu": dict(gated_mlp=False, activation="gelu"),
-}
-
-# d_model, n_layers, n_heads (d_head = d_model / n_heads)
-PRESETS: dict[str, tuple[int, int, int]] = {
-    "tiny": (32, 2, 4),  # tests: a few thousand parameters
-    "small": (128, 4, 4),  # the facts experiment on a CPU
-    "medium": (256, 6, 8),
-    "gpt2-small": (768, 12, 12),  # the paper's 124M shape (for a GPU)
-}
 
 RUN_FILES = (
     "run.json", "checkpoint.pt", "history.json", "loss.png", "model", "tokenizer.json",
     "result.json",
 )  # fmt: skip
-
-
-def model_config(
-    preset: str = "small", vocab_size: int = 2048, context_length: int = 128, mlp: str = "swiglu"
-) -> ModelConfig:
-    """A Llama-style config of `preset` size with the chosen MLP kind."""
-    if preset not in PRESETS:
-        raise FactscopeError(f"unknown --preset {preset!r}; use one of {', '.join(PRESETS)}")
-    if mlp not in MLP_KINDS:
-        raise FactscopeError(f"unknown --mlp {mlp!r}; use one of {', '.join(MLP_KINDS)}")
-    d_model, n_layers, n_heads = PRESETS[preset]
-    gated = MLP_KINDS[mlp]["gated_mlp"]
-    d_mlp = 4 * d_model if not gated else 16 * math.ceil(8 * d_model / 3 / 16)
-    return ModelConfig(
-        family="llama",
-        vocab_size=vocab_size,
-        d_model=d_model,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        n_kv_heads=n_heads,
-        d_head=d_model // n_heads,
-        d_mlp=d_mlp,
-        context_length=context_length,
-        norm_eps=1e-5,
-        tie_embeddings=True,
-        **MLP_KINDS[mlp],
-    )
 
 
 @dataclass(frozen=True)
@@ -250,7 +210,7 @@ def eval_loss(model: Transformer, data: PackedData, batches: int, device: torch.
 
 
 @dataclass
-class History:
+class History(Result):
     """What the run measured: training loss per step, eval loss now and then, speed."""
 
     step: list[int] = field(default_factory=list)
@@ -260,12 +220,9 @@ class History:
     eval_loss: list[float] = field(default_factory=list)
     tokens_per_s: list[float] = field(default_factory=list)  # per segment of the run
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(Result):
     run: str
     steps_done: int
     steps: int
@@ -276,9 +233,6 @@ class TrainResult:
     parameters: int
     model_dir: str | None  # None when stopped before the last step
     history: History
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -461,7 +415,7 @@ def train(
 
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     tokens_per_step = t.batch_size * t.seq_len
-    bar = _progress_bar(start, t.steps, progress)
+    bar = progress_bar(t.steps, progress, "train", "step", initial=start, leave=True)
     segment_start, segment_steps = time.perf_counter(), 0
     try:
         for step in range(start, end):
@@ -544,15 +498,6 @@ def _check_same_run(saved: dict[str, Any], asked: dict[str, Any], path: Path) ->
             )
 
 
-def _progress_bar(start: int, total: int, show: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True,
-        desc="train",
-    )  # fmt: skip
-
-
 def load_run_record(out: Path) -> dict[str, Any]:
     path = Path(out) / "run.json"
     if not path.is_file():
@@ -561,13 +506,10 @@ def load_run_record(out: Path) -> dict[str, Any]:
 
 
 __all__ = [
-    "MLP_KINDS",
-    "PRESETS",
     "PackedData",
     "RunSpec",
     "TrainConfig",
     "TrainResult",
-    "model_config",
     "read_documents",
     "train",
 ]

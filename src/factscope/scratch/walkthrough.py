@@ -23,13 +23,14 @@ block for one token, read from the model's own forward pass.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from factscope.errors import FactscopeError
+from factscope.result import Result
 
 INPUT_NAMES = ("R", "G", "B", "Vol")
 OUTPUT_NAMES = ("leaf", "flower")
@@ -88,7 +89,7 @@ class Node:
 
 
 @dataclass(frozen=True)
-class BasicsForward:
+class BasicsForward(Result):
     """The whole forward pass of the 4-3-2 network on one input."""
 
     inputs: tuple[float, ...]
@@ -96,9 +97,6 @@ class BasicsForward:
     outputs: tuple[Node, ...]
     probabilities: tuple[float, ...]  # softmax of the outputs
     label: str  # the output with the larger value
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _num(x: float, digits: int = 2) -> str:
@@ -170,7 +168,7 @@ def basics_lines(result: BasicsForward) -> list[str]:
 
 
 @dataclass(frozen=True)
-class BasicsTraining:
+class BasicsTraining(Result):
     """Gradient descent on a made-up leaf/flower data set, from the article's weights."""
 
     n_examples: int
@@ -180,9 +178,6 @@ class BasicsTraining:
     accuracies: list[float]
     first_step: dict[str, float]  # one weight's update, written out
     final_hidden_weights: list[list[float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def leaf_flower_data(n: int = 40, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -295,7 +290,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class LayerTrip:
+class LayerTrip(Result):
     """`explain_layer`'s result: every step of block `layer` for token `token`."""
 
     model: str
@@ -305,9 +300,6 @@ class LayerTrip:
     tokens: list[str]
     steps: list[Step]
     checks: dict[str, float]  # max |difference| of each residual add, recomputed
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def explain_layer(

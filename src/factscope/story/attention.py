@@ -9,8 +9,7 @@ subject's tokens; `to_subject[l][h]` is that weight, summed over the subject.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
@@ -18,6 +17,7 @@ from factscope.errors import FactscopeError
 from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel
 from factscope.locate.prompts import encode_prompt
+from factscope.result import Result
 from factscope.tokenizer import spell_tokens
 
 
@@ -32,7 +32,7 @@ class SubjectHead:
 
 
 @dataclass(frozen=True)
-class AttentionResult:
+class AttentionResult(Result):
     """Every head's pattern at one layer, and the last token's attention on the subject at
     every layer and head."""
 
@@ -47,9 +47,6 @@ class AttentionResult:
     top_heads: list[SubjectHead]  # the most subject-attending heads, strongest first
     layer: int  # the layer whose patterns are given (default: the strongest head's)
     patterns: list[list[list[float]]]  # (H, T, T): [head][query][key]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @torch.no_grad()

@@ -6,13 +6,14 @@ and again after undo. The prompts and the measurement are edit/measure.py's, the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from factscope.edit.measure import ProbePrompt, measure, test_prompts
 from factscope.load import LoadedModel
+from factscope.progress import Messages
 
 __all__ = ["ProbePrompt", "edit_and_measure", "edit_sentences", "test_prompts"]
 
@@ -27,7 +28,7 @@ def edit_and_measure(
     layer: int | None = None,
     probes: Sequence[ProbePrompt] | None = None,
     keep: bool = False,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Messages = lambda message: None,
 ) -> tuple[dict[str, Any], Any]:
     """Edit the fact to `new` with ROME, measure before/after, and undo unless `keep`.
 

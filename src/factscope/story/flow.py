@@ -13,7 +13,7 @@ subject token it attends to most.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from factscope.hooks import run_with_cache
 from factscope.load import LoadedModel
 from factscope.locate.lens import attribute_prompt, lens_residuals, lens_sites
 from factscope.locate.prompts import answer_token, encode_prompt, predicted_answer
+from factscope.result import Result
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class FlowHead:
 
 
 @dataclass(frozen=True)
-class FlowResult:
+class FlowResult(Result):
     """The logit lens of the answer at every (layer, token), and the heads that move it.
 
     Rows are the residual streams of `layers` (row 0: the embeddings; row i: the input of
@@ -55,9 +56,6 @@ class FlowResult:
     logit: list[list[float]]  # the answer's lens logit (projection on its direction)
     top1: list[list[str]]  # the lens's top token
     heads: list[FlowHead]  # strongest heads by direct logit attribution
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def first_top1_layer(self) -> int | None:
         """The first row from which the answer stays top-1 at the last token, else None."""

@@ -17,14 +17,15 @@ answers either way.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from factscope.errors import FactscopeError
 from factscope.load import LoadedModel
+from factscope.progress import Messages
+from factscope.result import Result
 from factscope.study.datasets import Dataset, FactRecord, list_datasets, load_dataset, subject_key
 from factscope.study.probe import (
     ActivationWork,
@@ -39,7 +40,7 @@ SHARE_OF_BEST = 0.9  # "the layer from which the probe reaches 90% of its best a
 
 
 @dataclass(frozen=True)
-class FactProbe:
+class FactProbe(Result):
     """The probe curve over a dataset's facts and the probe's reading of this subject."""
 
     dataset: str
@@ -61,9 +62,6 @@ class FactProbe:
     subject_answer: str | None  # the answer the subject's reading is scored against
     answer_from: str  # "dataset" | "prediction" | "none" (not among the probed answers)
     subject_probs: list[list[float]]  # (layers, classes): the full-sample probe's reading
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def matching_dataset(prompt: str, subject: str) -> Dataset | None:
@@ -114,7 +112,7 @@ def probe_fact(
     folds: int = 5,
     seed: int = 0,
     batch: int = 64,
-    progress: Callable[[str], None] | None = None,
+    progress: Messages | None = None,
 ) -> FactProbe:
     """Train the study's layer-by-layer probe at the last subject token on up to `facts`
     facts of `dataset` (only those in `known` if given; never about `subject`) and read

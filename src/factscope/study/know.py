@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from torch import Tensor
 
 from factscope.errors import FactscopeError
 from factscope.model import KVCache, Transformer
+from factscope.result import Result
 from factscope.study.datasets import Dataset, FactRecord, answer_token_ids, load_dataset
 from factscope.study.sweep import ModelWork, read_records, run_sweep_batches
 from factscope.tokenizer import Tokenizer
@@ -213,7 +214,7 @@ def by_length(records: Sequence[FactRecord], prompts: FewShotPrompts) -> list[Fa
 
 
 @dataclass(frozen=True)
-class KnowSummary:
+class KnowSummary(Result):
     """What survives each step, overall and per answer class, and how accurate the model is.
 
     counts[step][answer] with steps candidates, well_formed, single_token, known (and
@@ -233,9 +234,6 @@ class KnowSummary:
     single_token_answers: dict[str, bool]
     known_ids: list[str]
     dataset_notes: str = ""  # how the dataset was built (e.g. the cleaning steps' counts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def summarize(model_name: str, dataset: Dataset, records: Sequence[dict[str, Any]]) -> KnowSummary:

@@ -26,7 +26,7 @@ ablated pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from torch import Tensor
 from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.model import Transformer
+from factscope.result import Result
 from factscope.study.datasets import Dataset, FactRecord
 from factscope.study.know import expand_cache, few_shot_prompts, prefix_cache
 from factscope.study.sweep import ModelWork, load_arrays, run_sweep_batches
@@ -324,7 +325,7 @@ def chance_accuracy(labels: Sequence[int] | NDArray[Any]) -> float:
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Result):
     """Probe curves for every condition over the known facts of a dataset."""
 
     model: str
@@ -338,9 +339,6 @@ class ProbeResult:
     counts: dict[str, int]  # facts per class
     curves: dict[str, ProbeCurve]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def probe_conditions(

@@ -19,7 +19,7 @@ the first subject token on, per kind. `--approx` uses attribution patching (~20x
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from factscope.errors import FactscopeError
 from factscope.locate.attribution import approx_trace
 from factscope.locate.corruption import KINDS, TraceOptions, estimate_noise_std
 from factscope.locate.trace import trace_fact
+from factscope.result import Result
 from factscope.study.datasets import Dataset, FactRecord, answer_token_ids
 from factscope.study.sweep import ModelWork, run_sweep
 
@@ -115,7 +116,7 @@ class TraceWork(ModelWork):
 
 
 @dataclass(frozen=True)
-class AverageTrace:
+class AverageTrace(Result):
     """ROME Figure 2 for a dataset: average indirect effect per token group and layer."""
 
     model: str
@@ -133,9 +134,6 @@ class AverageTrace:
     method: str
     group_counts: dict[str, int]  # how many token rows were pooled per group
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def peak(self, kind: str, group: str) -> tuple[int, float]:
         """(layer, AIE) where `group`'s effect of `kind` is largest."""

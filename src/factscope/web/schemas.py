@@ -59,20 +59,23 @@ class FlowRequest(ModelRequest):
     answer: Answer | None = None
 
 
-class TraceRequest(ModelRequest):
+class FactRequest(ModelRequest):
+    """A question about one fact: the prompt, its subject and (if not the model's own
+    prediction) the answer."""
+
     prompt: Prompt
     subject: Subject
     answer: Answer | None = None
+
+
+class TraceRequest(FactRequest):
     method: Literal["approx", "exact"] = "approx"
     samples: int = Field(3, ge=1, le=50)
     window: int = Field(10, ge=1, le=64)
     seed: Seed = 0
 
 
-class NeuronsRequest(ModelRequest):
-    prompt: Prompt
-    subject: Subject
-    answer: Answer | None = None
+class NeuronsRequest(FactRequest):
     top: int = Field(10, ge=1, le=50)
     max_k: int = Field(50, ge=1, le=500)
 
