@@ -33,7 +33,6 @@ import torch
 
 from factscope.edit.handle import mlp_of
 from factscope.edit.measure import answer_probabilities
-from factscope.errors import FactscopeError
 from factscope.progress import progress_bar
 from factscope.result import Result
 
@@ -235,13 +234,17 @@ def known_neighbourhood(
 def batch_halves(known: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """The known facts split for a run that edits many at once (a batch or a sequence):
     every second fact of each answer to edit, the others left unedited as their neighbours
-    (`known_neighbourhood(..., edited=...)`), so that each answer has facts on both sides."""
+    (`known_neighbourhood(..., edited=...)`), so that each answer has facts on both sides.
+    A fact alone with its answer (a country with one known city) has no neighbour to keep
+    and is left unedited."""
+    count = Counter(record.answer for record in known)
     seen: dict[str, int] = {}
     to_edit: list[Any] = []
     bystanders: list[Any] = []
     for record in known:
         rank = seen[record.answer] = seen.get(record.answer, -1) + 1
-        (to_edit if rank % 2 == 0 else bystanders).append(record)
+        alone = count[record.answer] == 1
+        (to_edit if rank % 2 == 0 and not alone else bystanders).append(record)
     return to_edit, bystanders
 
 
@@ -250,19 +253,12 @@ def known_facts_to_edit(known: Sequence[Any], n: int, together: bool) -> list[An
 
     One at a time (ROME's independent edits), every other known fact with the same answer
     may be a neighbour. Edited together (a batch, a sequence), the facts are the first `n`
-    of `batch_halves`' half to edit and the neighbours come from facts left unedited; a fact
-    with none left is an error (edit fewer)."""
+    of `batch_halves`' half to edit and the neighbours come from the facts it leaves unedited
+    (every edited fact has one: its answer has at least two known facts)."""
     if not together:
         return known_neighbourhood(known[:n], known)
     facts = batch_halves(known)[0][:n]
-    records = known_neighbourhood(facts, known, edited={r.id for r in facts})
-    lonely = [r for r in records if not r.neighbourhood]
-    if lonely:
-        raise FactscopeError(
-            f"{lonely[0].id}: no known fact with the answer {lonely[0].answer!r} is left "
-            "unedited to be its neighbour; edit fewer facts (--n, --sequential)"
-        )
-    return records
+    return known_neighbourhood(facts, known, edited={r.id for r in facts})
 
 
 def _score(lm: LoadedModel, record: Any, fluency_tokens: int) -> dict[str, Any]:
