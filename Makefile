@@ -73,7 +73,7 @@ test: lint typecheck pytest
 # Each script prints this machine's floors, ours vs the baseline, and the ratios; a failing
 # script is reported and the others still run (the exit code says whether any failed).
 # BENCH_LIMIT bounds each script (seconds) so the whole run stays within CI's time.
-BENCHMARKS := load_and_forward trace peers neurons jl know edit train serve load_1b
+BENCHMARKS := load_and_forward trace peers neurons jl know edit train serve load_1b sae
 BENCH_LIMIT ?= 480
 bench: setup-bench
 	@failed=""; for b in $(BENCHMARKS); do \

@@ -21,12 +21,16 @@ Each floor is the larger of its FLOPs at this machine's float32 matmul rate and 
 at its memory rate. On a machine shared with other jobs, `--threads 1` avoids two-thread
 OpenMP regions that wait on a busy core and make timings swing several-fold.
 
-    python benchmarks/sae.py [--steps 20] [--rounds 3] [--threads N]
+    python benchmarks/sae.py [--steps 20] [--rounds 3] [--threads N] [--out FILE.json]
+
+`--out` also writes the numbers as JSON (docs/results/bench-sae/result.json is one such run,
+rendered into docs/benchmarks.md by its table.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--out", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,6 +124,16 @@ def main() -> None:
         f"{floors.gbps:.1f} GB/s = {floor['factscope']:.2f} s, "
         f"{tokens / floor['factscope']:,.0f} tokens/s"
     )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "d_in": D_IN, "d_sae": D_SAE, "k": K, "batch": BATCH, "steps": args.steps,
+            "rounds": args.rounds, "threads": threads, "seconds": times,
+            "tokens_per_second": rate, "ratio": ratio, "floor_seconds": floor,
+            "dense_gflop": dense_gflop, "sparse_gflop": sparse_gflop, "gbytes": gbytes,
+            "gflops": floors.gflops, "gbps": floors.gbps, "load_average": floors.load,
+            "cores": floors.cores, "torch": torch.__version__,
+        }, indent=1) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":
