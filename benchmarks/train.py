@@ -44,7 +44,7 @@ from factscope.config import model_config
 from factscope.model import Linear, Transformer
 from factscope.onednn import onednn_available
 from factscope.scratch.train import (
-    TrainConfig,
+    TrainingSettings,
     init_weights,
     lm_loss,
     make_optimizer,
@@ -130,7 +130,7 @@ def onednn_gflops() -> float:
     return 2 * 2048**3 / seconds / 1e9
 
 
-def gpt_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+def gpt_optimizer(model: GPT, cfg: TrainingSettings) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [
@@ -183,7 +183,7 @@ def main() -> None:
     )
     torch.manual_seed(0)
     cfg = model_config(args.preset, args.vocab, args.seq, args.mlp)
-    train_cfg = TrainConfig(batch_size=args.batch, seq_len=args.seq)
+    train_cfg = TrainingSettings(batch_size=args.batch, seq_len=args.seq)
     ours = Transformer(cfg).train()
     init_weights(ours, 0)
     gpt = GPT(args.vocab, args.seq, cfg.d_model, cfg.n_layers, cfg.n_heads).train()

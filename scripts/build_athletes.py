@@ -30,7 +30,7 @@ Cleaning, in order (the script prints the count after each step):
    `factscope know` (p(correct sport) > 0.5) is what keeps the known facts in the end.
 
 The counterfactual answer, paraphrases and neighbourhood prompts come from
-`factscope.study.datasets.make_records` (seeded per subject).
+`factscope.study.authoring.make_records` (seeded per subject).
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from factscope.study.authoring import UNRELATED_PREFIXES, Fact, make_records, write_dataset
-from factscope.study.datasets import Dataset, Relation, count_answer_tokens, subject_key
+from factscope.study.authoring import (
+    UNRELATED_PREFIXES,
+    Fact,
+    count_answer_tokens,
+    make_records,
+    write_dataset,
+)
+from factscope.study.datasets import Dataset, Relation, subject_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = ROOT.parent / "shared" / "data" / "athletes"

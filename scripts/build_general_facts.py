@@ -33,8 +33,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from factscope.study.authoring import UNRELATED_PREFIXES, Fact, make_records, write_dataset
-from factscope.study.datasets import Dataset, Relation, count_answer_tokens
+from factscope.study.authoring import (
+    UNRELATED_PREFIXES,
+    Fact,
+    count_answer_tokens,
+    make_records,
+    write_dataset,
+)
+from factscope.study.datasets import Dataset, Relation
 from factscope.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from factscope.scratch.corpus import (
     CorpusSettings,
     make_corpus,
     read_qa,
-    write_corpus,
+    write_biography_corpus,
 )
 from factscope.tokenizer import Tokenizer
 
@@ -52,7 +52,7 @@ def test_heldout_questions_are_never_in_the_training_text(tmp_path: Path) -> Non
     names = [p.name for p in corpus.people]
     assert len(set(names)) == len(names)
     assert sum(p.split == "heldout" for p in corpus.people) == 20
-    write_corpus(corpus, tmp_path)
+    write_biography_corpus(corpus, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(CORPUS_FILES)
     qa_train = (tmp_path / "qa_train.txt").read_text()
     heldout = [q for q in read_qa(tmp_path) if q.split == "heldout"]
@@ -134,7 +134,7 @@ def test_knowledge_check_scores_whole_answers(tmp_path: Path) -> None:
     from factscope.scratch.knowledge import knowledge_check
 
     corpus = make_corpus(CorpusSettings(people=60, seed=4))
-    write_corpus(corpus, tmp_path)
+    write_biography_corpus(corpus, tmp_path)
     tokenizer = train_bpe(corpus.biographies + [q.text for q in corpus.qa], 3000)
     model = Transformer(tiny_config("llama", vocab_size=tokenizer.vocab_size)).eval()
     lm = LoadedModel("tiny", model, tokenizer, tmp_path)

@@ -83,7 +83,7 @@ def test_answer_marks_match_the_real_tokenizers(model: str) -> None:
     if MODELS[model].installed_path() is None:
         pytest.skip(f"{model} is not installed")
     from factscope.load import load_model
-    from factscope.study.datasets import count_answer_tokens
+    from factscope.study.authoring import count_answer_tokens
 
     tokenizer = load_model(model).tokenizer
     for name in DATASETS:

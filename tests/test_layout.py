@@ -153,3 +153,17 @@ def test_the_default_model_is_named_once() -> None:
             if id(node) not in allowed
         ]
     assert set(spelled) == {"factscope.registry"}  # DEFAULT_MODEL and its registry entry
+
+
+def test_no_public_name_defined_twice_outside_the_cli() -> None:
+    """A class or function name means one thing in the library: no two modules outside
+    cli/ (whose commands are named after the functions they call) define the same one."""
+    where: dict[str, list[str]] = {}
+    for module, path in _modules().items():
+        if module.startswith("factscope.cli"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            named = isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            if named and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(module)
+    assert {name: m for name, m in where.items() if len(m) > 1} == {}

@@ -19,9 +19,9 @@ from factscope.scratch.corpus import CorpusSettings, make_corpus
 from factscope.scratch.train import (
     PackedData,
     RunSpec,
-    TrainConfig,
+    TrainingSettings,
     lr_factor,
-    read_documents,
+    read_training_texts,
     train,
 )
 from factscope.tokenizer import Tokenizer
@@ -44,7 +44,7 @@ def _spec(
         steps=12, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=3, eval_every=4,
         checkpoint_every=5, seed=0,
     )  # fmt: skip
-    return RunSpec(out, cfg, TrainConfig(**{**defaults, **train}), tokenizer, docs, eval_docs)
+    return RunSpec(out, cfg, TrainingSettings(**{**defaults, **train}), tokenizer, docs, eval_docs)
 
 
 def test_a_seconds_long_run_lowers_the_loss(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +119,7 @@ def test_data_order_is_a_function_of_the_step(corpus) -> None:  # type: ignore[n
 
 
 def test_warmup_then_cosine() -> None:
-    f = lr_factor(TrainConfig(steps=110, warmup_steps=10, min_lr_ratio=0.1))
+    f = lr_factor(TrainingSettings(steps=110, warmup_steps=10, min_lr_ratio=0.1))
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
 
@@ -138,7 +138,7 @@ def test_plain_relu_and_gated_mlps_have_equal_mlp_weights() -> None:
 def test_empty_data_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(FactscopeError, match="no documents"):
-        read_documents(tmp_path / "empty.txt")
+        read_training_texts(tmp_path / "empty.txt")
 
 
 def test_too_little_data_for_one_batch(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]

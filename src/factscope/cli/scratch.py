@@ -115,7 +115,7 @@ def corpus(
         CorpusSettings,
         Regime,
         make_corpus,
-        write_corpus,
+        write_biography_corpus,
     )
 
     if regime not in REGIMES:
@@ -125,7 +125,7 @@ def corpus(
     )
     made = make_corpus(settings)
     paths = out_files(out_dir, list(CORPUS_FILES), force)
-    write_corpus(made, out_dir, paths)
+    write_biography_corpus(made, out_dir, paths)
     trained = sum(p.split == "train" for p in made.people)
     out.print(
         f"wrote {out_dir}/: {len(made.people)} people ({trained} with QA trained, "
@@ -181,16 +181,16 @@ def train_command(
     from factscope.config import model_config
     from factscope.load import load_model, parse_device
     from factscope.report.scratch_plots import loss_curve
-    from factscope.scratch.train import RunSpec, TrainConfig, read_documents, train
+    from factscope.scratch.train import RunSpec, TrainingSettings, read_training_texts, train
 
     target = parse_device(device)
-    train_cfg = TrainConfig(
+    train_cfg = TrainingSettings(
         steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, min_lr_ratio=min_lr_ratio,
         warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip,
         eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed,
     )  # fmt: skip
-    docs = read_documents(data)
-    eval_docs = read_documents(eval_data) if eval_data is not None else None
+    docs = read_training_texts(data)
+    eval_docs = read_training_texts(eval_data) if eval_data is not None else None
     init_state = None
     provenance = {"command": command_line(), "factscope_version": __version__}
     if init is not None:
@@ -234,12 +234,12 @@ def train_command(
 def _run_tokenizer(run: Path | None, docs: list[str], extra: Path | None, vocab_size: int) -> Any:
     """The run's tokenizer: the saved one when resuming, else a BPE trained on the data."""
     from factscope.scratch.bpe import train_bpe
-    from factscope.scratch.train import read_documents
+    from factscope.scratch.train import read_training_texts
     from factscope.tokenizer import Tokenizer
 
     if run is not None and (run / "tokenizer.json").is_file():
         return Tokenizer.load(run / "tokenizer.json")
-    texts = docs + (read_documents(extra) if extra is not None else [])
+    texts = docs + (read_training_texts(extra) if extra is not None else [])
     with status(f"training a {vocab_size}-token byte-level BPE ..."):
         return train_bpe(texts, vocab_size)
 

@@ -9,9 +9,10 @@ next to what the Welch bound allows (see `CAPACITY_METHOD`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypedDict, Unpack
 
 from factscope.errors import FactscopeError
 from factscope.progress import Messages
@@ -95,9 +96,28 @@ def _fits(n: int, dim: int, eps: float, steps: int, lr: float, seed: int, power:
     return max_abs_cos(final)
 
 
-def capacity_point(
-    eps: float,
-    dim: int,
+class CapacitySearch(TypedDict, total=False):
+    """`capacity_curve`'s settings, for `capacity_point`; what is left out takes their
+    default (the video's steps and rate, N up to 2,000, a 10% bracket, seed 0, its loss)."""
+
+    steps: int  # Adam steps per trial
+    lr: float
+    max_n: int  # the largest N tried
+    tolerance: float  # stop bisecting when hi/lo <= 1 + tolerance
+    seed: int
+    loss: str  # one of superposition.LOSSES
+    progress: Messages | None  # told one line per trial
+
+
+def capacity_point(eps: float, dim: int, **search: Unpack[CapacitySearch]) -> CapacityPoint:
+    """The largest N (up to `max_n`) for which the optimiser gets every |cos| <= eps in
+    `dim` dimensions: `capacity_curve` at one (eps, d)."""
+    return capacity_curve([eps], [dim], **search).points[0]
+
+
+def capacity_curve(
+    eps_values: Iterable[float] = (0.05, 0.1, 0.2),
+    dims: Iterable[int] = (10, 25, 50, 100, 200),
     *,
     steps: int = VIDEO_STEPS,
     lr: float = VIDEO_LR,
@@ -106,20 +126,48 @@ def capacity_point(
     seed: int = 0,
     loss: str = "scene",
     progress: Messages | None = None,
+) -> CapacityResult:
+    """For every eps and dimension, the largest N (up to `max_n`) for which the optimiser
+    gets every |cos| <= eps (see `CAPACITY_METHOD`)."""
+    eps_list, dim_list = [float(e) for e in eps_values], [int(d) for d in dims]
+    for e in eps_list:
+        if not 0 < e < 1:
+            raise FactscopeError(f"eps must be between 0 and 1 (got {e})")
+    for d in dim_list:
+        if d < 2:
+            raise FactscopeError(f"dimensions must be at least 2 (got {d})")
+
+    def achieved(eps: float, dim: int, n: int) -> float:  # one trial: the optimiser's run
+        worst = _fits(n, dim, eps, steps, lr, seed, loss_power(loss))
+        if progress is not None:
+            progress(f"eps {eps}, d {dim}: N {n} -> max|cos| {worst:.4f}")
+        return worst
+
+    points = [
+        _largest_n(e, d, max_n, tolerance, partial(achieved, e, d))
+        for e in eps_list
+        for d in dim_list
+    ]
+    loss_power(loss)  # a known loss
+    method = f"{CAPACITY_METHOD} Loss: {LOSS_MEANING[loss]}."
+    return CapacityResult(
+        eps_list, dim_list, steps, lr, max_n, tolerance, seed, points, method, loss
+    )
+
+
+def _largest_n(
+    eps: float, dim: int, max_n: int, tolerance: float, achieved: Callable[[int], float]
 ) -> CapacityPoint:
-    """The largest N (up to `max_n`) for which the optimiser gets every |cos| <= eps in
-    `dim` dimensions: doubling from N = d, then bisection in log N until hi/lo <= 1 +
-    tolerance."""
+    """The search for one (eps, d), `achieved(N)` being a trial's max |cos|: doubling from
+    N = d, then bisection in log N until hi/lo <= 1 + tolerance."""
     limit = welch_capacity(eps, dim)
     ceiling = max_n if limit is None else min(max_n, limit + 1)
     trials: list[tuple[int, float]] = []
 
     def ok(n: int) -> bool:
-        achieved = _fits(n, dim, eps, steps, lr, seed, loss_power(loss))
-        trials.append((n, achieved))
-        if progress is not None:
-            progress(f"eps {eps}, d {dim}: N {n} -> max|cos| {achieved:.4f}")
-        return achieved <= eps
+        worst = achieved(n)
+        trials.append((n, worst))
+        return worst <= eps
 
     lo = dim  # N = d always fits (an orthonormal basis); not run
     if dim >= ceiling:
@@ -143,38 +191,3 @@ def capacity_point(
             hi = mid
     capped = hi is None and lo >= max_n
     return CapacityPoint(eps, dim, lo, capped, hi, limit, trials)
-
-
-def capacity_curve(
-    eps_values: Iterable[float] = (0.05, 0.1, 0.2),
-    dims: Iterable[int] = (10, 25, 50, 100, 200),
-    *,
-    steps: int = VIDEO_STEPS,
-    lr: float = VIDEO_LR,
-    max_n: int = 2000,
-    tolerance: float = 0.1,
-    seed: int = 0,
-    loss: str = "scene",
-    progress: Messages | None = None,
-) -> CapacityResult:
-    """`capacity_point` for every eps and dimension (see `CAPACITY_METHOD`)."""
-    eps_list, dim_list = [float(e) for e in eps_values], [int(d) for d in dims]
-    for e in eps_list:
-        if not 0 < e < 1:
-            raise FactscopeError(f"eps must be between 0 and 1 (got {e})")
-    for d in dim_list:
-        if d < 2:
-            raise FactscopeError(f"dimensions must be at least 2 (got {d})")
-    points = [
-        capacity_point(
-            e, d, steps=steps, lr=lr, max_n=max_n, tolerance=tolerance, seed=seed,
-            loss=loss, progress=progress,
-        )
-        for e in eps_list
-        for d in dim_list
-    ]  # fmt: skip
-    loss_power(loss)  # a known loss
-    method = f"{CAPACITY_METHOD} Loss: {LOSS_MEANING[loss]}."
-    return CapacityResult(
-        eps_list, dim_list, steps, lr, max_n, tolerance, seed, points, method, loss
-    )

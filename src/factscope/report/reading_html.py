@@ -32,6 +32,22 @@ def _fmt(value: Any) -> str:
     return "" if value is None else f"{float(value):.2f}"
 
 
+def _page(
+    title: str,
+    sections: list[Section],
+    data: Mapping[str, Any],
+    data_name: str,
+    command: str | None,
+    created: datetime | None,
+) -> str:
+    """A command's whole report: `sections`, then `data` embedded as `data_name`; the command
+    shown is `command`, else the one the data records."""
+    return render_report(
+        title, sections, dict(data), command=command or data.get("command"),
+        data_name=data_name, created=created,
+    )  # fmt: skip
+
+
 def _questions(means: Mapping[str, Any] | None) -> str:
     """A gate or up pre-activation on the prompt and per variant kind, "1.62 / 0.22 / ..."."""
     if not means:
@@ -189,14 +205,8 @@ def neurons_fragment(data: Mapping[str, Any]) -> str:
 def neurons_report(
     data: Mapping[str, Any], *, command: str | None = None, created: datetime | None = None
 ) -> str:
-    return render_report(
-        f"Neurons: {data['prompt']}",
-        neurons_sections(data),
-        dict(data),
-        command=command or data.get("command"),
-        data_name="neurons.json",
-        created=created,
-    )
+    title = f"Neurons: {data['prompt']}"
+    return _page(title, neurons_sections(data), data, "neurons.json", command, created)
 
 
 # ---- directions ----------------------------------------------------------------------------
@@ -302,15 +312,8 @@ def directions_fragment(data: Mapping[str, Any]) -> str:
 def directions_report(
     data: Mapping[str, Any], *, command: str | None = None, created: datetime | None = None
 ) -> str:
-    title = (data.get("projection") or {}).get("prompt") or "directions"
-    return render_report(
-        f"Directions: {title}",
-        directions_sections(data),
-        dict(data),
-        command=command or data.get("command"),
-        data_name="directions.json",
-        created=created,
-    )
+    title = f"Directions: {(data.get('projection') or {}).get('prompt') or 'directions'}"
+    return _page(title, directions_sections(data), data, "directions.json", command, created)
 
 
 # ---- knockout and heads ---------------------------------------------------------------------
@@ -389,11 +392,5 @@ def knockout_fragment(data: Mapping[str, Any]) -> str:
 def knockout_report(
     data: Mapping[str, Any], *, command: str | None = None, created: datetime | None = None
 ) -> str:
-    return render_report(
-        f"Knockout: {data['prompt']}",
-        knockout_sections(data),
-        dict(data),
-        command=command or data.get("command"),
-        data_name="knockout.json",
-        created=created,
-    )
+    title = f"Knockout: {data['prompt']}"
+    return _page(title, knockout_sections(data), data, "knockout.json", command, created)

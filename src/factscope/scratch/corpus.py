@@ -16,7 +16,7 @@ People are split: question/answer pairs of the first `qa_fraction` of them are f
 fine-tuning ("trained" people); the others' are never trained on ("held-out" people) and
 measure whether the model can *extract* knowledge it only read in biographies.
 
-Files `write_corpus` makes in a folder:
+Files `write_biography_corpus` makes in a folder:
 
     corpus.json        the settings and counts
     people.jsonl       one person a line: name, pronoun, attributes, split
@@ -322,7 +322,7 @@ CORPUS_FILES = (
 )  # fmt: skip
 
 
-def write_corpus(
+def write_biography_corpus(
     corpus: BiographyCorpus, folder: Path, paths: dict[str, Path] | None = None
 ) -> Path:
     """Write the corpus files (see the module docstring) into `folder`."""
@@ -355,7 +355,7 @@ def write_corpus(
 
 
 def read_qa(folder: Path) -> list[QA]:
-    """The questions of a corpus folder written by `write_corpus`."""
+    """The questions of a corpus folder written by `write_biography_corpus`."""
     path = Path(folder) / "qa.jsonl"
     if not path.is_file():
         raise FactscopeError(f"{folder} has no qa.jsonl; make one with `factscope corpus`")

@@ -55,7 +55,7 @@ RUN_FILES = (
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainingSettings:
     """How to train: every field is recorded in run.json and checked on --resume."""
 
     steps: int = 1000
@@ -77,7 +77,7 @@ class TrainConfig:
 # ---- data -------------------------------------------------------------------------------------
 
 
-def read_documents(path: Path) -> list[str]:
+def read_training_texts(path: Path) -> list[str]:
     """Documents of a text file (one a non-empty line) or a JSONL file ({"text": ...})."""
     path = Path(path)
     if not path.is_file():
@@ -163,7 +163,7 @@ def init_weights(model: Transformer, seed: int) -> None:
                 p.normal_(0.0, 0.02)
 
 
-def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: Transformer, cfg: TrainingSettings) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices and embeddings, none on norm weights."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -174,7 +174,7 @@ def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
+def lr_factor(cfg: TrainingSettings) -> Callable[[int], float]:
     """Multiplier of the peak rate at step s: linear warm-up, then cosine to min_lr_ratio."""
 
     def factor(step: int) -> float:
@@ -241,7 +241,7 @@ class RunSpec:
 
     out: Path
     model_cfg: ModelConfig
-    train_cfg: TrainConfig
+    train_cfg: TrainingSettings
     tokenizer: Tokenizer
     train_docs: list[str]
     eval_docs: list[str] | None = None
@@ -508,8 +508,8 @@ def load_run_record(out: Path) -> dict[str, Any]:
 __all__ = [
     "PackedData",
     "RunSpec",
-    "TrainConfig",
     "TrainResult",
-    "read_documents",
+    "TrainingSettings",
+    "read_training_texts",
     "train",
 ]

@@ -1,5 +1,6 @@
 """Making a dataset of facts: records with seeded paraphrases, neighbours and
-counterfactuals, written after a round trip through the reader (datasets.py).
+counterfactuals, the header's per-model answer token counts, written after a round trip
+through the reader (datasets.py).
 
 The packaged datasets are authored by scripts/ (build_athletes.py, build_general_facts.py);
 the library itself only reads them.
@@ -19,9 +20,11 @@ from factscope.study.datasets import (
     Dataset,
     FactRecord,
     Relation,
+    answer_token_ids,
     dataset_lines,
     parse_dataset,
 )
+from factscope.tokenizer import Tokenizer
 
 # Short sentences with nothing to do with any fact, put before a paraphrase the way
 # CounterFact's paraphrase prompts start with unrelated generated text.
@@ -109,6 +112,12 @@ def make_records(
     return tuple(records)
 
 
+def count_answer_tokens(tokenizer: Tokenizer, answers: Sequence[str]) -> dict[str, int]:
+    """answer -> number of tokens of " " + answer for `tokenizer` (a header's
+    `answer_tokens` entry); 1 means the answer is scored exactly."""
+    return {answer: len(answer_token_ids(tokenizer, answer)) for answer in answers}
+
+
 def write_dataset(dataset: Dataset, path: Path) -> None:
     """Write `dataset` as JSONL after checking that it reads back identically."""
     lines = dataset_lines(dataset)
@@ -117,4 +126,4 @@ def write_dataset(dataset: Dataset, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-__all__ = ["UNRELATED_PREFIXES", "Fact", "make_records", "write_dataset"]
+__all__ = ["UNRELATED_PREFIXES", "Fact", "count_answer_tokens", "make_records", "write_dataset"]

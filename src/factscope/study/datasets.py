@@ -18,7 +18,8 @@ and, per model, how many tokens " " + each answer has (`answer_tokens`; an answe
 than one token is scored by its first token only, so tools mark or skip those facts).
 Every later line is one `FactRecord`. `load_dataset` checks every line and stops at the
 first bad one with a one-line `FactscopeError` naming the file, the line and the reason;
-`dataset_lines` writes them. Making a dataset from facts is authoring.py's.
+`dataset_lines` writes them. Making a dataset from facts, and counting its answers' tokens
+for the header, is authoring.py's.
 """
 
 from __future__ import annotations
@@ -142,11 +143,6 @@ class Dataset:
 def answer_token_ids(tokenizer: Tokenizer, answer: str) -> list[int]:
     """The ids of " " + `answer` as it continues a prompt (no BOS)."""
     return tokenizer.encode(" " + answer, add_bos=False)
-
-
-def count_answer_tokens(tokenizer: Tokenizer, answers: Sequence[str]) -> dict[str, int]:
-    """answer -> number of tokens of " " + answer; 1 means the answer is scored exactly."""
-    return {answer: len(answer_token_ids(tokenizer, answer)) for answer in answers}
 
 
 # ---- finding and loading ---------------------------------------------------------------

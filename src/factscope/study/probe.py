@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -183,6 +183,18 @@ def _same_length(records: Sequence[FactRecord], length: Any) -> list[list[FactRe
     for r in records:
         groups.setdefault(length(r), []).append(r)
     return list(groups.values())
+
+
+class CollectOptions(TypedDict, total=False):
+    """How `collect_activations` runs; what is left out takes its default (32 facts a batch,
+    in this process, resuming, a progress bar, no command recorded)."""
+
+    batch_size: int
+    backend: str  # "local" or "ray"
+    address: str | None  # the Ray cluster
+    force: bool  # start both sweeps over instead of resuming
+    progress: bool
+    command: str  # the command line recorded in each sweep's run.json
 
 
 def collect_activations(
@@ -369,14 +381,9 @@ def probe(
     *,
     folds: int = 5,
     seed: int = 0,
-    batch_size: int = 32,
-    backend: str = "local",
-    address: str | None = None,
-    force: bool = False,
-    progress: bool = True,
-    command: str = "",
+    **collect: Unpack[CollectOptions],
 ) -> ProbeResult:
-    """Collect the activations of `facts` (resumable) and fit every probe."""
+    """Collect the activations of `facts` (resumable; `collect` says how) and fit every probe."""
     classes = list(dataset.relation.answers)
     counts = {a: sum(f.answer == a for f in facts) for a in classes}
     kept = [a for a in classes if counts[a] >= folds]
@@ -391,10 +398,7 @@ def probe(
             f"a probe needs 2+ answers with {folds}+ known facts each; known per answer: "
             f"{counts}; lower --folds or use a model that knows more"
         )
-    labels, features = collect_activations(
-        lm, dataset, facts, run_dir, batch_size=batch_size, backend=backend, address=address,
-        force=force, progress=progress, command=command,
-    )  # fmt: skip
+    labels, features = collect_activations(lm, dataset, facts, run_dir, **collect)
     curves = probe_conditions(labels, features, folds=folds, seed=seed)
     return ProbeResult(
         model=lm.name,

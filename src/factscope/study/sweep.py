@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import numpy as np
 
@@ -279,6 +279,18 @@ def _run_ray(
             ray.kill(actor)
 
 
+class SweepOptions(TypedDict, total=False):
+    """How a sweep runs, beside what it computes; what is left out takes `run_sweep_batches`'s
+    default (in this process, resuming, a progress bar counting "facts")."""
+
+    backend: str  # "local" or "ray"
+    address: str | None  # the Ray cluster (None: Ray's default, one on this machine)
+    workers: int | None  # Ray actors (None: one per CPU Ray sees, at most one per batch)
+    force: bool  # start the run directory over instead of resuming
+    desc: str  # what the progress bar counts
+    progress: bool
+
+
 def run_sweep_batches(
     run_dir: Path | str,
     items: Sequence[Item],
@@ -363,18 +375,10 @@ def run_sweep(
     work_fn: Callable[[Item], Record],
     *,
     meta: dict[str, Any],
-    backend: str = "local",
-    address: str | None = None,
-    workers: int | None = None,
-    force: bool = False,
-    desc: str = "facts",
-    progress: bool = True,
+    **options: Unpack[SweepOptions],
 ) -> list[Record]:
     """`run_sweep_batches` with one fact at a time: `work_fn(item)` -> its record (a dict)."""
-    return run_sweep_batches(
-        run_dir, items, _PerItem(work_fn), meta=meta, batch_size=1, backend=backend,
-        address=address, workers=workers, force=force, desc=desc, progress=progress,
-    )  # fmt: skip
+    return run_sweep_batches(run_dir, items, _PerItem(work_fn), meta=meta, batch_size=1, **options)
 
 
 class _PerItem:
