@@ -205,3 +205,42 @@ def test_michael_jordan_on_gemma() -> None:
         sum(flow.data["dla"]["attn"]) + sum(flow.data["dla"]["mlp"]) + flow.data["dla"]["embed"],
         rel=1e-5,
     )
+
+
+def test_features_chapter_only_with_an_sae(lm: LoadedModel, tmp_path: Path) -> None:
+    from factscope.features.formats import load_dictionary
+    from factscope.features.inspect import inspect_prompt
+    from tiny_saes import saelens_folder
+
+    sae = load_dictionary(saelens_folder(tmp_path / "sae", lm.cfg.d_model))
+    names = ("prediction", "features")
+    without = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters(*names))
+    assert [c.name for c in without.chapters] == ["prediction"] and not without.skipped
+    story = explain_fact(lm, PROMPT, SUBJECT, chapters=chapters(*names), sae=sae)
+    assert [c.name for c in story.chapters] == ["prediction", "features"]
+    chapter = story.chapters[1]
+    answer = story.chapters[0].data["top"][0]["token"]
+    expected = inspect_prompt(lm, sae, PROMPT, subject=SUBJECT, answer=answer, top=3)
+    assert f"from {expected.p_clean:.3f} to {expected.p_spliced:.3f}" in chapter.sentences[0]
+    top_subject = next(b for b in expected.dashboards if b.position == "subject")
+    assert any(f"#{top_subject.latent} (" in s for s in chapter.sentences)
+    page = story_page(story)
+    assert "Which features of a sparse dictionary carry it" in page
+    assert read_report_data(page)["options"]["sae"]["d_sae"] == 32
+
+
+def test_bad_sae_paths_are_one_line_exit_2(
+    tiny_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from factscope.cli import main
+    from tiny_saes import saelens_folder
+
+    missing = tmp_path / "no-such-sae"
+    assert main(["serve", "--model", str(tiny_path), "--sae", str(missing)]) == 2
+    assert "--sae" in capsys.readouterr().err
+    wrong = saelens_folder(tmp_path / "wide", d_model=7)  # another model's width
+    out = tmp_path / "story.html"
+    args = ["explain-fact", PROMPT, "-s", SUBJECT, "--model", str(tiny_path), "--out", str(out)]
+    assert main([*args, "--sae", str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert "d_in=7" in err and len(err.strip().splitlines()) == 1 and not out.exists()

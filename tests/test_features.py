@@ -22,6 +22,7 @@ from factscope.features.sae import SAEConfig, SparseDictionary, dictionary_loss,
 from factscope.features.train import TrainConfig, train_dictionary
 from factscope.load import LoadedModel, load_model
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
+from tiny_saes import random_sae
 
 
 @pytest.fixture(autouse=True)
@@ -42,19 +43,6 @@ def planted(n: int = 12_288, d: int = 24, n_true: int = 48, active: int = 3, see
     which = torch.rand(n, n_true, generator=gen).argsort(dim=1)[:, :active]
     coef = torch.zeros(n, n_true).scatter(1, which, 0.5 + torch.rand(n, active, generator=gen))
     return coef @ directions, directions
-
-
-def random_sae(
-    kind: str = "topk", d_in: int = 16, d_sae: int = 40, k: int = 5, seed: int = 0
-) -> SparseDictionary:
-    sae = SparseDictionary(SAEConfig(d_in=d_in, d_sae=d_sae, kind=kind, k=k))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in sae.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        if kind == "jumprelu":
-            sae.threshold.copy_(torch.rand(d_sae, generator=gen) * 0.2 + 0.01)
-    return sae
 
 
 def test_topk_keeps_exactly_k_active() -> None:

@@ -343,7 +343,15 @@ def test_a_failing_job_reports_a_line_not_a_traceback() -> None:
 def test_views_follow_capabilities(client: TestClient) -> None:
     info = client.get("/api/info").json()
     assert {"predict", "flow", "trace"} <= set(info["views"])
-    assert set(info["jobs"]) <= {"flow", "trace", "neurons", "attention", "edit", "superposition"}
+    assert set(info["jobs"]) <= {
+        "flow",
+        "trace",
+        "neurons",
+        "attention",
+        "features",
+        "edit",
+        "superposition",
+    }
     assert not Capability("x", "factscope.no_such_module", ("f",), "").available()
     assert not Capability("x", "factscope.predict", ("no_such_function",), "").available()
     assert Capability("x", "factscope.predict", ("predict_next",), "").available()
@@ -472,3 +480,41 @@ def test_flow_result_renders_in_a_notebook(lm: LoadedModel) -> None:
 
     page = flow_of_fact(lm, PROMPT, SUBJECT)._repr_html_()
     assert page.startswith('<div class="factscope-fragment"') and "<svg" in page
+
+
+# ---- Features (serve --sae) ----------------------------------------------------------------
+
+
+def test_features_job_equals_inspect_prompt(lm: LoadedModel, tmp_path: Path) -> None:
+    from factscope.features.formats import load_dictionary
+    from factscope.features.inspect import inspect_prompt
+    from tiny_saes import saelens_folder
+
+    folder = saelens_folder(tmp_path / "sae", lm.cfg.d_model)
+    sae = load_dictionary(folder)
+    body = {"prompt": PROMPT, "subject": SUBJECT, "top": 2, "steer": 5.0}
+    with TestClient(create_app(lm, sae=sae, sae_path=str(folder))) as client:
+        info = client.get("/api/info").json()
+        assert "features" in info["views"] and info["sae"]["d_sae"] == 32
+        job = wait_job(client, client.post("/api/jobs/features", json=body).json())
+        assert job["state"] == "done", job
+        refused = client.post("/api/jobs/features", json={**body, "top": 0})
+    assert refused.status_code == 422
+    result = job["result"]
+    expected = inspect_prompt(lm, sae, PROMPT, subject=SUBJECT, top=2, steer_scale=5.0).to_dict()
+    assert result["sae"] == str(folder) and result["config"]["layer"] == 1
+    for key in ("tokens", "subject_position", "answer", "p_clean", "p_spliced"):
+        assert result[key] == expected[key], key
+    assert [b["latent"] for b in result["dashboards"]] == [
+        b["latent"] for b in expected["dashboards"]
+    ]
+    assert result["interventions"] == json.loads(json.dumps(expected["interventions"]))
+    assert {b["position"] for b in result["dashboards"]} <= {"subject", "last"}
+
+
+def test_features_without_an_sae_say_how_to_enable_it(client: TestClient) -> None:
+    info = client.get("/api/info").json()
+    assert "features" in info["views"] and info["sae"] is None
+    response = client.post("/api/jobs/features", json={"prompt": PROMPT, "subject": SUBJECT})
+    assert response.status_code == 409
+    assert "factscope serve --sae PATH" in response.json()["error"]

@@ -36,6 +36,7 @@ from factscope.hooks import run_with_cache
 from factscope.load import load_model
 from factscope.predict import predict_next
 from tiny_checkpoints import tiny_hf_for_gguf, write_tiny_gguf
+from tiny_saes import saelens_folder
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(__file__).parents[1] / "out" / "web-tests"
@@ -65,14 +66,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny: Path) -> Iterator[str]:
-    """`factscope serve --model <tiny>` on a free loopback port; its base URL. The server's
-    output goes to a file, not a pipe: a pipe nobody reads fills (64 KiB) and then blocks
-    the server at its next log line."""
+def tiny_sae(tiny: Path) -> Path:
+    """A random SAE in SAELens's layout reading layer 1 of the tiny model."""
+    return saelens_folder(tiny.parent / "sae", load_model(tiny).cfg.d_model)
+
+
+@pytest.fixture(scope="module")
+def server(tiny: Path, tiny_sae: Path) -> Iterator[str]:
+    """`factscope serve --model <tiny> --sae <tiny_sae>` on a free loopback port; its base
+    URL. The server's output goes to a file, not a pipe: a pipe nobody reads fills (64 KiB)
+    and then blocks the server at its next log line."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     factscope = Path(sys.executable).parent / "factscope"  # the installed console script
-    command = [str(factscope), "serve", "--model", str(tiny)]
+    command = [str(factscope), "serve", "--model", str(tiny), "--sae", str(tiny_sae)]
     log_path = tiny.parent / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -421,3 +428,42 @@ def test_neurons_and_superposition_views(page: Any, server: str) -> None:
         page.screenshot(path=str(ARTEFACTS / "neurons.png"), full_page=True)
     if not {"neurons", "superposition"} & set(views):
         pytest.skip("neither the neurons nor the superposition capability has landed")
+
+
+def test_features_view_draws_the_library_numbers(
+    page: Any, server: str, tiny: Path, tiny_sae: Path
+) -> None:
+    from factscope.features.formats import load_dictionary
+    from factscope.features.inspect import inspect_prompt
+
+    info = httpx.get(server + "/api/info").json()
+    if "features" not in info["views"]:
+        pytest.skip("the features capability has not landed: no Features view")
+    open_view(page, "features")
+    page.click("#features-form button[type=submit]")
+    wait_for_job(
+        page,
+        server,
+        "section[data-view=features]",
+        "document.querySelector('#features-result table')",
+    )
+    expected = inspect_prompt(
+        load_model(tiny), load_dictionary(tiny_sae), "Michael Jordan plays the sport of",
+        subject="Michael Jordan", top=3,
+    )  # fmt: skip
+    assert page.inner_text("#features-p-clean") == f"{expected.p_clean:.4f}"
+    assert page.inner_text("#features-p-spliced") == f"{expected.p_spliced:.4f}"
+    tables = page.locator("#features-result table")
+    assert tables.count() == 3
+    assert tables.nth(0).locator("tbody tr").count() == len(expected.dashboards)
+    assert tables.nth(2).locator("tbody tr").count() == len(expected.interventions)
+    page.screenshot(path=str(ARTEFACTS / "features.png"), full_page=True)
+
+    # a server without --sae: the view is one line on how to start one, not a form or an error
+    other = page.context.new_page()
+    other.route("**/api/info", lambda route: route.fulfill(json={**info, "sae": None}))
+    other.goto(server + "/#features")
+    other.wait_for_selector("#features-off:not([hidden])")
+    assert "factscope serve --sae PATH" in other.inner_text("#features-off")
+    assert other.locator("#features-form").count() == 0
+    other.close()

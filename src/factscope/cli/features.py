@@ -214,14 +214,12 @@ def eval_(
     """Held-out metrics of any saved SAE: L0, explained variance, MSE, CE loss recovered,
     dead and dense latents."""
     from factscope.features.formats import load_dictionary
+    from factscope.features.inspect import check_fits
     from factscope.features.metrics import evaluate
 
     sae = load_dictionary(path, layer, site)
     lm = load(model, device)
-    if sae.cfg.d_in != lm.cfg.d_model or sae.cfg.layer >= lm.cfg.n_layers:
-        raise FactscopeError(
-            f"{path} reads d_in={sae.cfg.d_in} at layer {sae.cfg.layer}; it does not fit {lm.name}"
-        )
+    check_fits(lm, sae, str(path))
     _, held = _held_out(lm, corpus, sae.cfg.layer, 127, held_out_tokens, 128)
     sequences = held.tokens()[:ce_sequences] if ce_sequences else None
     metrics = evaluate(sae.to(lm.model.device), held, lm.model, sequences).to_dict()

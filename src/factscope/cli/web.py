@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,7 +22,34 @@ from factscope.cli.common import (
 from factscope.errors import FactscopeError
 from factscope.registry import DEFAULT_MODEL
 
+if TYPE_CHECKING:
+    from factscope.features.sae import SparseDictionary
+    from factscope.load import LoadedModel
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+SaeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sae", help="A sparse dictionary (SAELens folder or Gemma Scope file) for its features."
+    ),
+]
+
+
+def load_with_sae(
+    model: str, device: str, dtype: str, sae_path: Path | None
+) -> tuple[LoadedModel, SparseDictionary | None]:
+    """The model and, with `sae_path`, the dictionary on its device; a path that is not a
+    dictionary is refused before the model loads, one that does not fit it right after."""
+    from factscope.features.formats import load_dictionary
+    from factscope.features.inspect import check_fits
+
+    sae = None if sae_path is None else load_dictionary(sae_path)
+    lm = load(model, device, dtype)
+    if sae is not None:
+        check_fits(lm, sae, f"--sae {sae_path}")
+        sae = sae.to(lm.model.device)
+    return lm, sae
 
 
 @app.command()
@@ -40,15 +67,17 @@ def serve(
     no_batching: Annotated[
         bool, typer.Option("--no-batching", help="One forward per prediction (for comparison).")
     ] = False,
+    sae_path: SaeOpt = None,
 ) -> None:
-    """A local web app over one model: Predict, Flow, Trace and the other views."""
+    """A local web app over one model: Predict, Flow, Trace and the other views (Features
+    with --sae)."""
     import uvicorn
 
     from factscope.web.app import create_app
 
     if not host.strip():
         raise FactscopeError("--host is empty; give an address such as 127.0.0.1")
-    lm = load(model, device, dtype)
+    lm, sae = load_with_sae(model, device, dtype, sae_path)
     if host not in LOOPBACK:
         err.print(
             f"warning: --host {host} lets other machines reach this server; it has no "
@@ -57,7 +86,10 @@ def serve(
             markup=False,
         )
     trusted = [*LOOPBACK, "testserver"] if host in LOOPBACK else None
-    web = create_app(lm, batching=not no_batching, trusted_hosts=trusted, runs_dir=runs)
+    web = create_app(
+        lm, sae=sae, sae_path=None if sae_path is None else str(sae_path),
+        batching=not no_batching, trusted_hosts=trusted, runs_dir=runs,
+    )  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     out.print(f"factscope: {lm.name} at http://{shown}:{port}/  (Ctrl-C to stop)")
     uvicorn.run(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
@@ -88,13 +120,15 @@ def explain_fact(
         Path | None,
         typer.Option(help="A `factscope know` run: train the probe on the known facts only."),
     ] = None,
+    sae_path: SaeOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
 ) -> None:
     """The whole story of one fact in one self-contained HTML page: prediction, where it is
-    recalled, how it moves to the last token, neurons, probe and an edit (those present)."""
+    recalled, how it moves to the last token, neurons, probe, an edit and (with --sae) the
+    dictionary's features (those present)."""
     from factscope.report.html import write_report
     from factscope.report.plots import refuse_overwrite
     from factscope.story.explain import explain_fact as build_story
@@ -111,10 +145,10 @@ def explain_fact(
         raise FactscopeError(
             f"--probe-known {probe_known} is not a `factscope know` run folder (no run.json)"
         )
-    lm = load(model, device, dtype)
+    lm, sae = load_with_sae(model, device, dtype, sae_path)
     story = build_story(
         lm, prompt, subject, answer=answer, new=new, exact=exact, samples=samples,
-        probe_facts=probe_facts, probe_known=probe_known,
+        probe_facts=probe_facts, probe_known=probe_known, sae=sae,
         progress=lambda message: err.print(f"· {message}", markup=False, highlight=False),
     )  # fmt: skip
     with status("writing the page ..."):

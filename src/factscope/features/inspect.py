@@ -157,6 +157,15 @@ def _contexts(
     return out
 
 
+def check_fits(lm: LoadedModel, sae: SparseDictionary, name: str = "the SAE") -> None:
+    """Refuse a dictionary that cannot read this model (another width, a layer it lacks)."""
+    if sae.cfg.d_in != lm.cfg.d_model or sae.cfg.layer >= lm.cfg.n_layers:
+        raise FactscopeError(
+            f"{name} reads d_in={sae.cfg.d_in} at layer {sae.cfg.layer}; {lm.name} has "
+            f"d_model={lm.cfg.d_model} and {lm.cfg.n_layers} layers"
+        )
+
+
 def inspect_prompt(
     lm: LoadedModel,
     sae: SparseDictionary,
@@ -171,11 +180,7 @@ def inspect_prompt(
     steer_scale: float = 10.0,
 ) -> FeaturesResult:
     """See the module docstring; `store` (the corpus activations) enables the contexts."""
-    if sae.cfg.d_in != lm.cfg.d_model or sae.cfg.layer >= lm.cfg.n_layers:
-        raise FactscopeError(
-            f"the SAE reads d_in={sae.cfg.d_in} at layer {sae.cfg.layer}; the model has "
-            f"d_model={lm.cfg.d_model} and {lm.cfg.n_layers} layers"
-        )
+    check_fits(lm, sae)
     tokens = lm.encode(prompt)
     spelled = [lm.tokenizer.decode([int(t)]) for t in tokens[0]]
     subject_pos = lm.tokenizer.find_subject_span(prompt, subject)[1] - 1 if subject else None

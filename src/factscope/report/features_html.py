@@ -68,16 +68,18 @@ def features_sections(data: Mapping[str, Any]) -> list[Section]:
     ]
     for b in data["dashboards"]:
         ctx = [[c["act"], c["left"], c["token"], c["right"]] for c in b["contexts"]]
+        searched = bool(b["contexts"] or b["histogram"])  # no corpus given: nothing to say
         sections.append(
             Section(
                 f"Latent {b['latent']} (at the {b['position']} token, "
                 f"activation {b['activation']:.3g})",
                 [
-                    f"Fires on {b['frequency']:.2%} of the corpus tokens searched.",
+                    *([f"Fires on {b['frequency']:.2%} of the corpus tokens searched."] * searched),
                     "Promotes: " + ", ".join(repr(t) for t, _ in b["promotes"]),
                     "Suppresses: " + ", ".join(repr(t) for t, _ in b["suppresses"]),
                 ],
-                tables=[Table(["act", "before", "token", "after"], ctx, "top-activating contexts")],
+                tables=[Table(["act", "before", "token", "after"], ctx, "top-activating contexts")]
+                * searched,
             )
         )
     attr = [

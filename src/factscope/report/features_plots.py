@@ -60,6 +60,8 @@ def features_figure(data: Mapping[str, Any]) -> Figure:
     ax2.set(
         xlabel="activation", ylabel="corpus tokens", yscale="log", title="activations in the corpus"
     )
-    if data["dashboards"]:
+    if ax2.lines:
         ax2.legend(fontsize=7)
+    else:  # no corpus searched (explain-fact, the web app): say so instead of empty axes
+        ax2.text(0.5, 0.5, "no corpus searched", ha="center", va="center", transform=ax2.transAxes)
     return fig

@@ -103,6 +103,12 @@ CAPABILITIES: dict[str, Capability] = {
             "rank-one edits of a fact, with undo",
         ),
         Capability(
+            "features",
+            "factscope.features.inspect",
+            ("inspect_prompt", "FeaturesResult"),
+            "a sparse dictionary's latents on one prompt (SAEs, transcoders)",
+        ),
+        Capability(
             "train",
             "factscope.scratch.train",
             ("train", "load_run_record"),

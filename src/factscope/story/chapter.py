@@ -31,6 +31,7 @@ class StoryContext:
     progress: Messages
     probe_facts: int = 300  # facts of the matching dataset the probe trains on (0: no probe)
     probe_known: Path | None = None  # a `factscope know` run: train on the known facts only
+    sae: Any = None  # a SparseDictionary that fits the model: the features chapter reads it
     results: dict[str, Any] = field(default_factory=dict)
 
 

@@ -5,7 +5,8 @@ results: what the model predicts; where the fact is recalled (causal tracing); h
 moved to the last token (logit lens, direct logit attribution, the heads); which neurons
 write it and whether they act as an AND of the subject's names; whether a linear probe
 reads it (trained on the packaged dataset that asks the same question); what a rank-one
-edit to a new answer does, undone afterwards. `CHAPTERS` is the registry: a chapter whose
+edit to a new answer does, undone afterwards; with a sparse dictionary, which of its latents
+fire on the fact and what they do. `CHAPTERS` is the registry: a chapter whose
 capability has not landed (story/capabilities.py) is left out and named in
 `Story.skipped`, never half-drawn.
 
@@ -27,6 +28,7 @@ from factscope.progress import Messages
 from factscope.report.html import Section, render_report
 from factscope.story.chapter import Chapter, ChapterResult, StoryContext
 from factscope.story.chapters.edit import edit_chapter
+from factscope.story.chapters.features import features_chapter
 from factscope.story.chapters.flow import flow_chapter
 from factscope.story.chapters.neurons import neurons_chapter
 from factscope.story.chapters.prediction import prediction_chapter
@@ -86,6 +88,13 @@ CHAPTERS: tuple[Chapter, ...] = (
         edit_chapter,
         wanted=lambda context: context.new is not None,
     ),
+    Chapter(
+        "features",
+        "Which features of a sparse dictionary carry it",
+        ("features",),
+        features_chapter,
+        wanted=lambda context: context.sae is not None,
+    ),
 )
 
 
@@ -102,18 +111,20 @@ def explain_fact(
     probe_known: Path | None = None,
     progress: Messages | None = None,
     chapters: Sequence[Chapter] | None = None,
+    sae: Any = None,
 ) -> Story:
     """Compute every available chapter of the story of the fact in `prompt` about
     `subject` (answer: the model's prediction unless given; `new`: the edit's target;
     `probe_facts`: how many facts of the matching dataset the probe trains on, 0: none;
-    `probe_known`: a `factscope know` run whose known facts it trains on instead of all)."""
+    `probe_known`: a `factscope know` run whose known facts it trains on instead of all;
+    `sae`: a sparse dictionary that fits the model, for the features chapter)."""
     from factscope.locate.prompts import encode_prompt
 
     encode_prompt(lm.model, lm.tokenizer, prompt)  # a clear error before any work
     lm.tokenizer.find_subject_span(prompt, subject)
     context = StoryContext(
         lm, prompt, subject, answer, new, exact, samples, progress or (lambda message: None),
-        probe_facts, probe_known,
+        probe_facts, probe_known, sae,
     )  # fmt: skip
     written, skipped = [], []
     for chapter in CHAPTERS if chapters is None else chapters:
@@ -145,6 +156,7 @@ def explain_fact(
             "answer": answer,
             "probe_facts": probe_facts,
             "probe_known": None if probe_known is None else str(probe_known),
+            "sae": None if sae is None else sae.cfg.to_dict(),
         },
     )
 

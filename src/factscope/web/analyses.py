@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from factscope.errors import FactscopeError
 from factscope.hooks import hooks
 from factscope.web.host import ModelHost
 from factscope.web.jobs import JobContext
 from factscope.web.schemas import (
     AttentionRequest,
     EditJobRequest,
+    FeaturesRequest,
     FlowRequest,
     ModelRequest,
     NeuronsRequest,
@@ -139,6 +141,27 @@ def neurons_job(host: ModelHost, request: NeuronsRequest, context: JobContext) -
     return result.to_dict()
 
 
+SAE_HINT = "no SAE here: start the server with `factscope serve --sae PATH` to see the features"
+
+
+def features_job(host: ModelHost, request: FeaturesRequest, context: JobContext) -> dict[str, Any]:
+    """The served dictionary on the prompt (`features.inspect.inspect_prompt`): the latents at
+    every token, the top ones at the last subject token and the last token with the tokens
+    their decoder promotes, attribution of log p(answer), and ablate/steer interventions."""
+    from factscope.features.inspect import inspect_prompt
+
+    if host.sae is None:
+        raise FactscopeError(SAE_HINT)
+    context.report(0.0, "waiting for the model")
+    with host.use("job:features", yield_to_predictions=True) as lm:
+        context.report(0.1, "splicing the SAE in; attribution; ablating and steering")
+        result = inspect_prompt(
+            lm, host.sae, request.prompt, subject=request.subject, answer=request.answer,
+            top=request.top, steer_scale=request.steer,
+        )  # fmt: skip
+    return {**result.to_dict(), "sae": host.sae_path, "config": host.sae.cfg.to_dict()}
+
+
 def attention_job(
     host: ModelHost, request: AttentionRequest, context: JobContext
 ) -> dict[str, Any]:
@@ -182,6 +205,7 @@ class JobKind(Generic[R]):
     body: Callable[[ModelHost, R, JobContext], dict[str, Any]]
     view: str
     cached: bool = True  # False for jobs with side effects (an edit changes the model)
+    needs_sae: bool = False  # refused (with SAE_HINT) unless the server was given --sae
 
 
 JOB_KINDS: dict[str, JobKind[Any]] = {
@@ -189,6 +213,7 @@ JOB_KINDS: dict[str, JobKind[Any]] = {
     "trace": JobKind(TraceRequest, trace_job, "trace"),
     "neurons": JobKind(NeuronsRequest, neurons_job, "neurons"),
     "attention": JobKind(AttentionRequest, attention_job, "neurons"),
+    "features": JobKind(FeaturesRequest, features_job, "features", needs_sae=True),
     "edit": JobKind(EditJobRequest, edit_job, "edit", cached=False),
     "superposition": JobKind(SuperpositionRequest, superposition_job, "superposition"),
 }

@@ -4,7 +4,8 @@
 loads the model and runs it with uvicorn. The API:
 
     GET  /                      the page (static/index.html)
-    GET  /api/info              the model, the available views and job kinds, the limits
+    GET  /api/info              the model, the available views and job kinds, the limits,
+                                the SAE (`serve --sae`) or null
     POST /api/predict           {prompt, top_k}: the top next tokens (micro-batched)
     POST /api/jobs/{kind}       start a job (flow, trace, attention, ...): 202 with its id and
                                 position
@@ -28,6 +29,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from factscope.features.sae import SparseDictionary
 from factscope.load import LoadedModel
 from factscope.web.analyses import JOB_KINDS
 from factscope.web.batching import PredictBatcher
@@ -45,6 +47,8 @@ from factscope.web.views import available_views
 def create_app(
     lm: LoadedModel,
     *,
+    sae: SparseDictionary | None = None,
+    sae_path: str | None = None,
     batching: bool = True,
     max_body: int = MAX_BODY_BYTES,
     max_waiting: int = 256,
@@ -54,8 +58,10 @@ def create_app(
 ) -> FastAPI:
     """The web app serving `lm`. `batching=False` serves predictions one forward each (the
     benchmark's baseline). `trusted_hosts`: Host headers accepted (None: any). `runs_dir`:
-    the folder whose study and training runs the Study and Train views list."""
-    host = ModelHost(lm)
+    the folder whose study and training runs the Study and Train views list. `sae`: the sparse
+    dictionary (on the model's device, checked to fit) the Features view reads, found at
+    `sae_path`; without it that view says how to start the server with one."""
+    host = ModelHost(lm, sae=sae, sae_path=sae_path)
     views = [v.name for v in available_views()]
     served = Served(
         host=host,

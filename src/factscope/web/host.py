@@ -15,9 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factscope.load import LoadedModel
+
+if TYPE_CHECKING:
+    from factscope.features.sae import SparseDictionary
 
 
 @dataclass
@@ -31,9 +34,12 @@ class AppliedEdit:
 
 @dataclass
 class ModelHost:
-    """One loaded model, its lock, and the edits applied to it in this session."""
+    """One loaded model (and the sparse dictionary read with it, if any), its lock, and the
+    edits applied to it in this session."""
 
     lm: LoadedModel
+    sae: SparseDictionary | None = None  # `serve --sae`: the dictionary the Features view reads
+    sae_path: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     holder: str | None = None  # "predict", "job:trace", ... while someone holds the model
     revision: int = 0  # bumped whenever the weights change

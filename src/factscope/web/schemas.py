@@ -80,6 +80,11 @@ class NeuronsRequest(FactRequest):
     max_k: int = Field(50, ge=1, le=500)
 
 
+class FeaturesRequest(FactRequest):
+    top: int = Field(3, ge=1, le=10)  # latents per position with promoted tokens and tests
+    steer: float = Field(10.0, ge=-1000, le=1000)  # added to a latent when steering
+
+
 class AttentionRequest(ModelRequest):
     prompt: Prompt
     subject: Subject
@@ -108,6 +113,7 @@ JobRequest = (
     FlowRequest
     | TraceRequest
     | NeuronsRequest
+    | FeaturesRequest
     | AttentionRequest
     | SuperpositionRequest
     | EditJobRequest

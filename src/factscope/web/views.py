@@ -24,6 +24,7 @@ VIEWS: tuple[View, ...] = (
     View("flow", "Flow", ("lens",), "the answer forming, layer by layer"),
     View("trace", "Trace", ("trace",), "where the fact is recalled (causal tracing)"),
     View("neurons", "Neurons", ("neurons",), "the neurons that write the answer"),
+    View("features", "Features", ("features",), "a sparse dictionary's latents (--sae)"),
     View("edit", "Edit", ("edit",), "rewrite the fact, see what changes, undo"),
     View("superposition", "Superposition", ("superposition",), "nearly perpendicular vectors"),
     View("study", "Study", ("probe",), "probe curves of runs on disk"),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from factscope.web.analyses import SAE_HINT
 from factscope.web.errors import ClientError, validation_message
 from factscope.web.jobs import Job
 from factscope.web.responses import plain_json
@@ -25,6 +26,8 @@ async def submit(kind: str, request: Request, state: ServedState) -> JSONRespons
     job_kinds, host = state.job_kinds, state.host
     if kind not in job_kinds:
         raise ClientError(404, f"no job kind {kind!r} here; available: {', '.join(job_kinds)}")
+    if job_kinds[kind].needs_sae and host.sae is None:
+        raise ClientError(409, SAE_HINT)
     try:
         raw = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -48,6 +48,7 @@ async def info(state: ServedState) -> dict[str, Any]:
         "views": state.views,
         "jobs": list(state.job_kinds),
         "edits": [e.description for e in host.edits],
+        "sae": None if host.sae is None else {"path": host.sae_path, **host.sae.cfg.to_dict()},
         "limits": {
             "prompt_chars": MAX_PROMPT_CHARS,
             "prompt_tokens": MAX_PROMPT_TOKENS,

@@ -390,6 +390,53 @@ function drawNeurons(result) {
   }, {displayModeBar: false, responsive: true});
 }
 
+// ---- Features (serve --sae) -------------------------------------------------------------
+
+views.features = {
+  init(section) {
+    const form = $("#features-form");
+    if (!info.sae) {  // no dictionary served: one line on how to get one, no form
+      form.remove();  // (a hidden attribute would lose to .row's display: flex)
+      const off = $("#features-off");
+      off.textContent = "Start the server with `factscope serve --sae PATH` (a SAELens folder or a Gemma Scope file) to see the features.";
+      off.hidden = false;
+      return;
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try { drawFeatures(await runJob(section, "features", formValues(form))); }
+      catch (error) { showError(section, error); }
+    });
+  },
+};
+
+function featuresTable(caption, columns, rows) {
+  return `<table><caption>${esc(caption)}</caption><thead><tr>${columns.map((c) => `<th>${esc(c)}</th>`).join("")}` +
+    `</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((cell) => `<td>${cell}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
+}
+
+function drawFeatures(result) {
+  const cfg = result.config, tokens = result.tokens;
+  const where = (position) => position === null ? "every token" : esc(show(tokens[position]));
+  const parts = [`<p class="sentence">${esc(cfg.kind)} dictionary, ${cfg.d_sae} latents at layer ${cfg.layer} ${esc(cfg.site)}: ` +
+    `p(${esc(show(result.answer))}) clean <span class="num" id="features-p-clean">${fmt(result.p_clean, 4)}</span>, ` +
+    `with the SAE spliced in <span class="num" id="features-p-spliced">${fmt(result.p_spliced, 4)}</span>.</p>`];
+  parts.push(featuresTable("Top latents (at the last subject token and the last token)",
+    ["at", "latent", "activation", "promotes", "suppresses"],
+    result.dashboards.map((b) => [esc(b.position), b.latent, fmt(b.activation),
+      `<span class="tok">${esc(b.promotes.slice(0, 5).map((p) => show(p[0])).join(" "))}</span>`,
+      `<span class="tok">${esc(b.suppresses.slice(0, 5).map((p) => show(p[0])).join(" "))}</span>`])));
+  parts.push(featuresTable("Attribution of log p(answer): gradient × activation, and the change when zeroed",
+    ["token", "latent", "activation", "grad × act", "zeroing lowers log p by"],
+    result.attribution.map((r) => [where(r.position), r.latent, fmt(r.act), fmt(r.grad_x_act, 4), fmt(r.ablation_delta, 4)])));
+  parts.push(featuresTable("Interventions: p(answer) before and after",
+    ["from", "latent", "at", "mode", "p before", "p after", "top after"],
+    result.interventions.map((r) => [esc(r.from), r.latent, where(r.position),
+      r.mode === "steer" ? `steer +${fmt(r.scale, 1)}` : "ablate", fmt(r.p_before, 4), fmt(r.p_after, 4),
+      `<span class="tok">${esc(r.top_after.slice(0, 3).map((p) => show(p[0])).join(" "))}</span>`])));
+  $("#features-result").innerHTML = parts.join("");
+}
+
 // ---- Attention patterns per head (in the Neurons view) ------------------------------------
 
 const attentionState = {result: null};
