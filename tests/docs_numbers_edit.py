@@ -86,7 +86,39 @@ def _sweep() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _eval_rows() -> dict[str, Any]:
+    def post(name: str, key: str) -> str:
+        return f"{result(f'edit-eval/{name}/summary.json')['post'][key]:.1f}"
+
+    def errors(name: str) -> str:
+        e = result(f"edit-eval/{name}/summary.json")["edit"]["error"]
+        return f"{min(e):.2f}–{max(e):.2f}"
+
+    seq = result("edit-eval/alphaedit-athlete-seq/summary.json")
+    return {
+        "n_seq": seq["n_facts"], "n_city": result("edit-eval/memit-city/summary.json")["n_facts"],
+        **{f"{short}_{k[:2]}": post(name, k) for short, name in (
+            ("seq", "alphaedit-athlete-seq"), ("ab", "alphaedit-athlete"),
+            ("mc", "memit-city"), ("ac", "alphaedit-city"))
+           for k in ("efficacy", "paraphrase", "neighbourhood")},
+        "err_city": errors("memit-city"), "err_ath": errors("memit-athlete"),
+    }  # fmt: skip
+
+
 CLAIMS = [
+    Claim(
+        "the same {n_seq} athletes edited in\n  sequence, each edit on the weights the earlier "
+        "ones left) ends where the batch does: ES\n  {seq_ef}, PS {seq_pa}, NS {seq_ne} against "
+        "the batch's {ab_ef}, {ab_pa}, {ab_ne}: no drift over {n_seq} edits",
+        _eval_rows,
+    ),
+    Claim("{n_city} of the cities\n  gemma-3-270m knows", _eval_rows),
+    Claim(
+        "MEMIT reaches ES {mc_ef} and PS {mc_pa}, AlphaEdit {ac_ef} and {ac_pa}, while NS stays "
+        "at\n  {mc_ne}:",
+        _eval_rows,
+    ),
+    Claim("MEMIT's batch is {err_city} here (athletes: {err_ath})", _eval_rows),
     Claim(
         "flip {mt} and {at} of the {n} (ES {mt_es} and\n  {at_es}, PS {mt_ps} and {at_ps})",
         _landmarks,
